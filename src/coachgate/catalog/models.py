@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class CoachStatus(models.TextChoices):
+    APPROVED = "approved", "Approved"
+    SUSPENDED = "suspended", "Suspended"
+
+
+class CoachProfile(models.Model):
+    """A coach's public profile. It exists only once an admin approved the application."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="coach_profile"
+    )
+    display_name = models.CharField(max_length=120)
+    bio = models.TextField(blank=True)
+    specialties = models.JSONField(default=list, blank=True)
+    timezone = models.CharField(max_length=64, help_text="IANA zone of the weekly availability.")
+    seat_capacity = models.PositiveIntegerField(
+        default=20, help_text="How many students with a pack the coach takes at once."
+    )
+    status = models.CharField(
+        max_length=16, choices=CoachStatus.choices, default=CoachStatus.APPROVED
+    )
+    approved_at = models.DateTimeField()
+    # Filled by the reviews feature; kept here so browsing can sort without a join.
+    rating_average = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
+    rating_count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == CoachStatus.APPROVED
+
+
+class OfferStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PUBLISHED = "published", "Published"
+    ARCHIVED = "archived", "Archived"
+
+
+class SessionType(models.TextChoices):
+    VIDEO = "video", "Video"
+    AUDIO = "audio", "Audio"
+    PHONE = "phone", "Phone"
+
+
+class Delivery(models.TextChoices):
+    DISCORD_VOICE = "discord_voice", "Discord voice channel"
+    ZOOM = "zoom", "Zoom"
+    GOOGLE_MEET = "google_meet", "Google Meet"
+    JITSI = "jitsi", "Jitsi"
+    PHONE = "phone", "Phone"
+
+
+class Offer(models.Model):
+    coach = models.ForeignKey(CoachProfile, on_delete=models.PROTECT, related_name="offers")
+    title = models.CharField(max_length=160)
+    description = models.TextField(blank=True)
+    price_minor = models.BigIntegerField(help_text="Price in the currency's minor unit.")
+    currency = models.CharField(max_length=3)
+    duration_minutes = models.PositiveIntegerField()
+    session_type = models.CharField(max_length=8, choices=SessionType.choices)
+    delivery = models.CharField(max_length=16, choices=Delivery.choices)
+    intake_fields = models.JSONField(default=list, blank=True)
+    thumbnail_url = models.URLField(blank=True)
+    capacity = models.PositiveIntegerField(default=1, help_text="1 = one-to-one, >1 = group.")
+    pack_size = models.PositiveIntegerField(default=1, help_text="1 = single session.")
+    # Booking rules
+    buffer_before_minutes = models.PositiveIntegerField(default=0)
+    buffer_after_minutes = models.PositiveIntegerField(default=0)
+    min_notice_minutes = models.PositiveIntegerField(default=120)
+    horizon_days = models.PositiveIntegerField(default=60)
+    max_sessions_per_day = models.PositiveIntegerField(null=True, blank=True)
+    slot_step_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty = the session duration."
+    )
+    free_cancellation_hours = models.PositiveIntegerField(default=24)
+    # Policies read by the access and billing domains; validated by catalog.rules.
+    access_policy = models.JSONField(default=dict, blank=True)
+    money_policy = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=OfferStatus.choices, default=OfferStatus.DRAFT)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "coach"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(price_minor__gte=0), name="offer_price_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(duration_minutes__gte=1) & Q(duration_minutes__lte=1440),
+                name="offer_duration_range",
+            ),
+            models.CheckConstraint(condition=Q(capacity__gte=1), name="offer_capacity_positive"),
+            models.CheckConstraint(condition=Q(pack_size__gte=1), name="offer_pack_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=["draft", "published", "archived"]),
+                name="offer_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_bookable(self) -> bool:
+        return self.status == OfferStatus.PUBLISHED and self.coach.is_approved

@@ -1,0 +1,173 @@
+"""Catalog use cases: approving coaches, coach profiles, offers and their lifecycle."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Min, Q, QuerySet
+
+from coachgate.accounts.models import ApplicationStatus, CoachApplication, Role, User
+from coachgate.accounts.services import lock_pending_application, validate_timezone
+from coachgate.kit import clock
+from coachgate.kit.errors import Forbidden, InvalidInput, NotFound
+
+from . import rules
+from .models import CoachProfile, CoachStatus, Offer, OfferStatus
+
+OFFER_EDITABLE_FIELDS = frozenset({
+    "title", "description", "price_minor", "currency", "duration_minutes", "session_type",
+    "delivery", "intake_fields", "thumbnail_url", "capacity", "pack_size",
+    "buffer_before_minutes", "buffer_after_minutes", "min_notice_minutes", "horizon_days",
+    "max_sessions_per_day", "slot_step_minutes", "free_cancellation_hours", "access_policy",
+    "money_policy",
+})
+PROFILE_EDITABLE_FIELDS = frozenset({"display_name", "bio", "specialties", "timezone",
+                                     "seat_capacity"})
+
+
+@transaction.atomic
+def approve_application(
+    actor: User, application_id: int, *, note: str = "", now: datetime | None = None
+) -> CoachApplication:
+    app = lock_pending_application(actor, application_id)
+    when = now or clock.now()
+    app.status = ApplicationStatus.APPROVED
+    app.reviewed_at = when
+    app.reviewed_by = actor
+    app.decision_note = note
+    app.save()
+    CoachProfile.objects.update_or_create(
+        user=app.user,
+        defaults={
+            "display_name": app.display_name, "bio": app.bio, "specialties": app.specialties,
+            "timezone": app.timezone, "status": CoachStatus.APPROVED, "approved_at": when,
+        },
+    )
+    User.objects.filter(pk=app.user_id).update(role=Role.COACH)
+    return app
+
+
+def coach_profile_of(actor: User) -> CoachProfile:
+    profile = CoachProfile.objects.filter(user=actor).first()
+    if profile is None:
+        raise Forbidden("Only an approved coach can do this.")
+    return profile
+
+
+def update_coach_profile(actor: User, changes: dict[str, Any]) -> CoachProfile:
+    profile = coach_profile_of(actor)
+    unknown = set(changes) - PROFILE_EDITABLE_FIELDS
+    if unknown:
+        raise InvalidInput(f"These fields cannot be changed: {', '.join(sorted(unknown))}.")
+    if "timezone" in changes:
+        validate_timezone(changes["timezone"])
+    if "display_name" in changes and not str(changes["display_name"]).strip():
+        raise InvalidInput("The display name cannot be empty.", details={"field": "display_name"})
+    for key, value in changes.items():
+        setattr(profile, key, value)
+    profile.save()
+    return profile
+
+
+def browse_coaches(
+    *, specialty: str | None = None, order: str = "rating"
+) -> list[CoachProfile]:
+    """Approved coaches with at least one published offer, for students to browse."""
+    qs = (
+        CoachProfile.objects.filter(status=CoachStatus.APPROVED, offers__status=OfferStatus.PUBLISHED)
+        .annotate(min_price=Min("offers__price_minor", filter=Q(offers__status="published")))
+        .distinct()
+    )
+    coaches = list(qs)
+    if specialty:
+        wanted = specialty.strip().lower()
+        coaches = [c for c in coaches if any(wanted == s.lower() for s in c.specialties)]
+    if order == "price":
+        coaches.sort(key=lambda c: (c.min_price, c.pk))  # type: ignore[attr-defined]
+    elif order == "rating":
+        coaches.sort(key=lambda c: (-(c.rating_average or 0), -c.rating_count, c.pk))
+    else:
+        raise InvalidInput("order is 'rating' or 'price'.", details={"field": "order"})
+    return coaches
+
+
+def get_coach(coach_id: int) -> CoachProfile:
+    coach = CoachProfile.objects.filter(pk=coach_id, status=CoachStatus.APPROVED).first()
+    if coach is None:
+        raise NotFound("No such coach.")
+    return coach
+
+
+# --- offers ---------------------------------------------------------------------------
+
+def _clean_offer_data(data: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(data) - OFFER_EDITABLE_FIELDS
+    if unknown:
+        raise InvalidInput(f"These fields cannot be set: {', '.join(sorted(unknown))}.")
+    rules.validate_offer_fields(data)
+    clean = dict(data)
+    if "intake_fields" in clean:
+        clean["intake_fields"] = rules.normalize_intake_fields(clean["intake_fields"] or [])
+    if "access_policy" in clean:
+        clean["access_policy"] = rules.parse_access_policy(clean["access_policy"]).as_dict()
+    if "money_policy" in clean:
+        clean["money_policy"] = rules.parse_money_policy(clean["money_policy"]).as_dict()
+    return clean
+
+
+def create_offer(actor: User, data: dict[str, Any]) -> Offer:
+    coach = coach_profile_of(actor)
+    clean = _clean_offer_data(data)
+    clean.setdefault("access_policy", rules.AccessPolicy().as_dict())
+    clean.setdefault("money_policy", rules.MoneyPolicy().as_dict())
+    return Offer.objects.create(coach=coach, status=OfferStatus.DRAFT, **clean)
+
+
+def visible_offers(actor: User | None) -> QuerySet[Offer]:
+    """Everyone sees bookable offers; coaches also see their own; admins see all."""
+    qs = Offer.objects.select_related("coach")
+    if actor is not None and actor.is_admin:
+        return qs
+    public = Q(status=OfferStatus.PUBLISHED, coach__status=CoachStatus.APPROVED)
+    if actor is not None and actor.is_coach:
+        return qs.filter(public | Q(coach__user=actor))
+    return qs.filter(public)
+
+
+def get_offer(actor: User | None, offer_id: int) -> Offer:
+    offer = visible_offers(actor).filter(pk=offer_id).first()
+    if offer is None:
+        raise NotFound("No such offer.")
+    return offer
+
+
+def _owned_offer(actor: User, offer_id: int) -> Offer:
+    offer = get_offer(actor, offer_id)
+    if offer.coach.user_id != actor.pk and not actor.is_admin:
+        raise Forbidden("Only the offer's coach can change it.")
+    return offer
+
+
+def update_offer(actor: User, offer_id: int, changes: dict[str, Any]) -> Offer:
+    offer = _owned_offer(actor, offer_id)
+    if offer.status == OfferStatus.ARCHIVED:
+        raise InvalidInput("An archived offer cannot be changed.", details={"field": "status"})
+    clean = _clean_offer_data(changes)
+    for key, value in clean.items():
+        setattr(offer, key, value)
+    offer.save()
+    return offer
+
+
+def set_offer_status(
+    actor: User, offer_id: int, target: str, *, now: datetime | None = None
+) -> Offer:
+    offer = _owned_offer(actor, offer_id)
+    rules.check_offer_transition(offer.status, target)
+    offer.status = target
+    if target == OfferStatus.PUBLISHED:
+        offer.published_at = now or clock.now()
+    offer.save(update_fields=["status", "published_at", "updated_at"])
+    return offer

@@ -1,0 +1,96 @@
+"""Business errors. Each carries its HTTP status and a stable machine-readable code.
+
+Routes never build error responses by hand: they raise one of these and the API's
+exception handler turns it into ``{"code", "message", "details"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CoachgateError(Exception):
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    default_message: ClassVar[str] = "The request could not be processed."
+
+    def __init__(
+        self, message: str | None = None, *, details: dict[str, Any] | None = None
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = details or {}
+        super().__init__(self.message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class InvalidInput(CoachgateError):
+    status = 422
+    code = "invalid_input"
+    default_message = "Some of the input is not valid."
+
+
+class Unauthenticated(CoachgateError):
+    status = 401
+    code = "unauthenticated"
+    default_message = "Authentication is required: send 'Authorization: Bearer <token>'."
+
+
+class Forbidden(CoachgateError):
+    status = 403
+    code = "forbidden"
+    default_message = "You are not allowed to do this."
+
+
+class NotFound(CoachgateError):
+    status = 404
+    code = "not_found"
+    default_message = "Nothing was found there."
+
+
+class Conflict(CoachgateError):
+    status = 409
+    code = "conflict"
+    default_message = "This conflicts with the current state."
+
+
+class SlotTaken(Conflict):
+    code = "slot_taken"
+    default_message = "That time was just booked by someone else. Please pick another slot."
+
+
+class SessionFull(Conflict):
+    code = "session_full"
+    default_message = "Every seat of this group session is taken."
+
+
+class AlreadyBooked(Conflict):
+    code = "already_booked"
+    default_message = "You already hold a seat in this session."
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+    default_message = "The session cannot move to that state from its current state."
+
+
+class OfferNotBookable(Conflict):
+    code = "offer_not_bookable"
+    default_message = "This offer cannot be booked: it is not published by an approved coach."
+
+
+class SlotNotOffered(CoachgateError):
+    status = 422
+    code = "slot_not_offered"
+    default_message = "That start time is not one of the offer's available slots."
+
+
+class PastSlot(SlotNotOffered):
+    code = "slot_in_past"
+    default_message = "That start time has already passed."
+
+
+class CancellationNotAllowed(Conflict):
+    code = "cancellation_not_allowed"
+    default_message = "This session can no longer be cancelled."

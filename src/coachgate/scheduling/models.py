@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from coachgate.catalog.models import CoachProfile, Offer
+
+from .lifecycle import CancellationOutcome, SessionStatus
+
+STATUS_CHOICES = [(s.value, s.value.replace("_", " ").capitalize()) for s in SessionStatus]
+
+
+class WeeklyAvailability(models.Model):
+    """A weekly rule in the coach's own time zone: weekday + local wall-clock hours."""
+
+    coach = models.ForeignKey(CoachProfile, on_delete=models.CASCADE, related_name="weekly_rules")
+    weekday = models.PositiveSmallIntegerField(help_text="0 = Monday … 6 = Sunday")
+    start_time = models.TimeField()
+    end_time = models.TimeField()
+
+    class Meta:
+        ordering = ["weekday", "start_time"]
+        constraints = [
+            models.CheckConstraint(condition=Q(weekday__lte=6), name="weekly_weekday_range"),
+            models.CheckConstraint(condition=Q(end_time__gt=F("start_time")),
+                                   name="weekly_end_after_start"),
+        ]
+
+
+class OverrideKind(models.TextChoices):
+    BLOCKED = "blocked", "Blocked"
+    EXTRA = "extra", "Extra hours"
+
+
+class AvailabilityOverride(models.Model):
+    """A date-specific change: a blocked day (or hours), or extra hours."""
+
+    coach = models.ForeignKey(CoachProfile, on_delete=models.CASCADE, related_name="overrides")
+    day = models.DateField()
+    kind = models.CharField(max_length=8, choices=OverrideKind.choices)
+    start_time = models.TimeField(null=True, blank=True)
+    end_time = models.TimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["day", "start_time"]
+        indexes = [models.Index(fields=["coach", "day"])]
+
+
+class Session(models.Model):
+    """A block of the coach's time. One-to-one offers have one booking; group offers more.
+
+    The database guarantees that no two live sessions of a coach overlap: an exclusion
+    constraint on PostgreSQL, triggers on SQLite (migration 0002).
+    """
+
+    coach = models.ForeignKey(CoachProfile, on_delete=models.PROTECT, related_name="sessions")
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="sessions")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES,
+                              default=SessionStatus.SCHEDULED)
+    capacity = models.PositiveIntegerField(default=1)
+    seats_taken = models.PositiveIntegerField(default=0)
+    reschedule_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["coach", "starts_at"]),
+            models.Index(fields=["status", "starts_at"]),
+            models.Index(fields=["offer", "starts_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")),
+                                   name="session_end_after_start"),
+            models.CheckConstraint(condition=Q(seats_taken__lte=F("capacity")),
+                                   name="session_seats_within_capacity"),
+            models.CheckConstraint(condition=Q(status__in=[s.value for s in SessionStatus]),
+                                   name="session_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Session {self.pk} {self.starts_at:%Y-%m-%d %H:%M}Z ({self.status})"
+
+
+class BookingStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Booking(models.Model):
+    """A student's seat in a session, with their intake answers."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="bookings")
+    student = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bookings"
+    )
+    status = models.CharField(max_length=16, choices=BookingStatus.choices,
+                              default=BookingStatus.ACTIVE)
+    intake_answers = models.JSONField(default=dict, blank=True)
+    booked_at = models.DateTimeField()
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    cancellation_outcome = models.CharField(
+        max_length=16, blank=True, choices=[(c.value, c.value) for c in CancellationOutcome]
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["student", "status"])]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "student"], condition=Q(status="active"),
+                                    name="one_active_booking_per_student_and_session"),
+        ]
+
+
+class SessionEvent(models.Model):
+    """The audit trail: every change of a session, who made it, when, before and after."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="events")
+    booking = models.ForeignKey(Booking, null=True, blank=True, on_delete=models.SET_NULL)
+    kind = models.CharField(max_length=32)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField()
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        indexes = [models.Index(fields=["session", "at"])]

@@ -1,0 +1,515 @@
+"""Scheduling use cases: availability, slots, booking, cancellation, rescheduling and the
+session state machine. The only code that changes these rows.
+
+Each state change has one owner function here, which writes its audit event in the same
+transaction and emits a session event once that transaction commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet
+
+from coachgate.accounts.models import Role, User
+from coachgate.catalog.models import CoachProfile, Offer
+from coachgate.catalog.rules import validate_intake_answers
+from coachgate.catalog.services import coach_profile_of
+from coachgate.kit import clock
+from coachgate.kit.errors import (
+    AlreadyBooked,
+    CancellationNotAllowed,
+    Forbidden,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    OfferNotBookable,
+    PastSlot,
+    SessionFull,
+    SlotNotOffered,
+    SlotTaken,
+)
+
+from . import rules
+from .events import emit_on_commit
+from .lifecycle import (
+    LIVE,
+    CancellationOutcome,
+    SessionStatus,
+    can_transition,
+    decide_cancellation,
+    student_may_reschedule,
+)
+from .models import (
+    AvailabilityOverride,
+    Booking,
+    BookingStatus,
+    OverrideKind,
+    Session,
+    SessionEvent,
+    WeeklyAvailability,
+)
+
+OVERLAP_CONSTRAINT = "scheduling_session_no_overlap"
+_LIVE_VALUES = [s.value for s in LIVE]
+MAX_SLOT_WINDOW = timedelta(days=92)
+
+# --- availability ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    weekday: int
+    start: time
+    end: time
+
+
+def _check_hours(start: time | None, end: time | None, field: str) -> None:
+    if start is None or end is None or end <= start:
+        raise InvalidInput("The end time must be after the start time.", details={"field": field})
+
+
+def set_weekly_availability(actor: User, items: Iterable[RuleInput]) -> list[WeeklyAvailability]:
+    """Replace the coach's weekly rules with ``items`` (local times in the coach's zone)."""
+    coach = coach_profile_of(actor)
+    items = list(items)
+    for i, item in enumerate(items):
+        if not 0 <= item.weekday <= 6:
+            raise InvalidInput("weekday is 0 (Monday) to 6 (Sunday).",
+                               details={"field": f"rules[{i}].weekday"})
+        _check_hours(item.start, item.end, f"rules[{i}]")
+    with transaction.atomic():
+        WeeklyAvailability.objects.filter(coach=coach).delete()
+        return WeeklyAvailability.objects.bulk_create(
+            WeeklyAvailability(coach=coach, weekday=i.weekday, start_time=i.start, end_time=i.end)
+            for i in items
+        )
+
+
+def apply_preset(actor: User, weekdays: Iterable[int], preset: str) -> list[WeeklyAvailability]:
+    """Add a preset (morning 09–12, afternoon 13–17, evening 18–21) on the given weekdays."""
+    if preset not in rules.PRESETS:
+        raise InvalidInput(f"Unknown preset '{preset}'; use {', '.join(rules.PRESETS)}.",
+                           details={"field": "preset"})
+    start, end = rules.PRESETS[preset]
+    coach = coach_profile_of(actor)
+    current = [RuleInput(r.weekday, r.start_time, r.end_time) for r in coach.weekly_rules.all()]
+    wanted = [RuleInput(d, start, end) for d in sorted(set(weekdays))]
+    return set_weekly_availability(actor, current + [w for w in wanted if w not in current])
+
+
+def weekly_availability(coach: CoachProfile) -> list[WeeklyAvailability]:
+    return list(WeeklyAvailability.objects.filter(coach=coach))
+
+
+def add_override(
+    actor: User, *, day: date, kind: str, start: time | None = None, end: time | None = None
+) -> AvailabilityOverride:
+    coach = coach_profile_of(actor)
+    if kind not in OverrideKind.values:
+        raise InvalidInput("kind is 'blocked' or 'extra'.", details={"field": "kind"})
+    if kind == OverrideKind.EXTRA or start is not None or end is not None:
+        _check_hours(start, end, "end")
+    return AvailabilityOverride.objects.create(
+        coach=coach, day=day, kind=kind, start_time=start, end_time=end
+    )
+
+
+def delete_override(actor: User, override_id: int) -> None:
+    coach = coach_profile_of(actor)
+    deleted, _ = AvailabilityOverride.objects.filter(pk=override_id, coach=coach).delete()
+    if not deleted:
+        raise NotFound("No such override.")
+
+
+def list_overrides(coach: CoachProfile) -> list[AvailabilityOverride]:
+    return list(AvailabilityOverride.objects.filter(coach=coach))
+
+
+# --- slots ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotView:
+    start: datetime
+    end: datetime
+    seats_left: int
+
+
+def booking_rules(offer: Offer) -> rules.BookingRules:
+    step = offer.slot_step_minutes
+    return rules.BookingRules(
+        duration=timedelta(minutes=offer.duration_minutes),
+        step=timedelta(minutes=step) if step else None,
+        buffer_before=timedelta(minutes=offer.buffer_before_minutes),
+        buffer_after=timedelta(minutes=offer.buffer_after_minutes),
+        min_notice=timedelta(minutes=offer.min_notice_minutes),
+        horizon=timedelta(days=offer.horizon_days),
+        max_per_day=offer.max_sessions_per_day,
+    )
+
+
+def _compute(
+    offer: Offer, *, start: datetime, end: datetime, now: datetime,
+    exclude_session_id: int | None = None,
+) -> list[SlotView]:
+    coach = offer.coach
+    tz = ZoneInfo(coach.timezone)
+    weekly = [rules.WeeklyRule(r.weekday, r.start_time, r.end_time)
+              for r in WeeklyAvailability.objects.filter(coach=coach)]
+    overrides = [
+        rules.DateOverride(o.day, o.kind, o.start_time, o.end_time)  # type: ignore[arg-type]
+        for o in AvailabilityOverride.objects.filter(
+            coach=coach, day__gte=(start - timedelta(days=2)).date(),
+            day__lte=(end + timedelta(days=2)).date(),
+        )
+    ]
+    # Sessions a little beyond the window matter: buffers and the per-day cap.
+    sessions = Session.objects.filter(
+        coach=coach, status__in=_LIVE_VALUES,
+        starts_at__lt=end + timedelta(days=2), ends_at__gt=start - timedelta(days=2),
+    ).values_list("pk", "offer_id", "starts_at", "ends_at", "status", "capacity", "seats_taken")
+    busy: list[rules.Interval] = []
+    joinable: dict[datetime, int] = {}
+    for pk, offer_id, s_start, s_end, status, capacity, taken in sessions:
+        if pk == exclude_session_id:
+            continue
+        if (offer.capacity > 1 and offer_id == offer.pk and status == SessionStatus.SCHEDULED
+                and taken < capacity):
+            joinable[s_start] = capacity - taken
+        else:
+            busy.append(rules.Interval(s_start, s_end))
+    slots = rules.compute_slots(
+        tz=tz, weekly=weekly, overrides=overrides, rules=booking_rules(offer), busy=busy,
+        now=now, window_start=start, window_end=end,
+    )
+    return [SlotView(s.start, s.end, joinable.get(s.start, offer.capacity)) for s in slots]
+
+
+def list_slots(
+    actor: User | None, offer: Offer, *, start: datetime | None = None,
+    end: datetime | None = None, now: datetime | None = None,
+) -> list[SlotView]:
+    """Bookable slots of an offer between start and end (UTC instants)."""
+    now = now or clock.now()
+    start = clock.require_aware(start, "from") if start else now
+    end = clock.require_aware(end, "to") if end else start + timedelta(days=offer.horizon_days)
+    if end <= start:
+        raise InvalidInput("'to' must be after 'from'.", details={"field": "to"})
+    if end - start > MAX_SLOT_WINDOW:
+        raise InvalidInput("Ask for at most 92 days of slots at a time.", details={"field": "to"})
+    if not offer.is_bookable:
+        return []
+    return _compute(offer, start=start, end=end, now=now)
+
+
+def _slot_offered(offer: Offer, start: datetime, now: datetime,
+                  exclude_session_id: int | None = None) -> SlotView | None:
+    found = _compute(offer, start=start, end=start + timedelta(seconds=1), now=now,
+                     exclude_session_id=exclude_session_id)
+    return found[0] if found and found[0].start == start else None
+
+
+# --- audit ----------------------------------------------------------------------------
+
+
+def _snapshot(session: Session) -> dict[str, Any]:
+    return {
+        "status": session.status,
+        "starts_at": session.starts_at.isoformat(),
+        "ends_at": session.ends_at.isoformat(),
+        "seats_taken": session.seats_taken,
+    }
+
+
+def _audit(session: Session, kind: str, actor: User | None, now: datetime,
+           before: dict[str, Any], booking: Booking | None = None) -> None:
+    SessionEvent.objects.create(session=session, booking=booking, kind=kind, actor=actor, at=now,
+                                before=before, after=_snapshot(session))
+    emit_on_commit(kind, session.pk, booking.pk if booking else None)
+
+
+def _is_overlap(exc: IntegrityError) -> bool:
+    return OVERLAP_CONSTRAINT in str(exc)
+
+
+# --- booking --------------------------------------------------------------------------
+
+
+def book_session(
+    student: User, offer_id: int, start: datetime, *, intake: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Booking:
+    """Book the slot starting at ``start``. Raises SlotTaken (409) if someone won the race."""
+    now = now or clock.now()
+    start = clock.require_aware(start, "start")
+    if student.role != Role.STUDENT:
+        raise Forbidden("Only student accounts book sessions.")
+    offer = Offer.objects.select_related("coach").filter(pk=offer_id).first()
+    if offer is None or not offer.is_bookable:
+        raise OfferNotBookable(details={"offer_id": offer_id})
+    answers = validate_intake_answers(offer.intake_fields, intake or {})
+    if start <= now:
+        raise PastSlot(details={"start": start.isoformat()})
+    # A group session can be created by two students at once; the loser of that race joins
+    # the winner's session on the second attempt.
+    for attempt in range(2):
+        try:
+            return _book_once(student, offer, start, answers, now)
+        except IntegrityError as exc:
+            if not _is_overlap(exc):
+                if "one_active_booking" in str(exc):
+                    raise AlreadyBooked() from None
+                raise
+            if offer.capacity == 1 or attempt == 1:
+                raise SlotTaken(details={"start": start.isoformat()}) from None
+    raise AssertionError("unreachable")
+
+
+@transaction.atomic
+def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, Any],
+               now: datetime) -> Booking:
+    session = None
+    if offer.capacity > 1:
+        session = (Session.objects.filter(offer=offer, starts_at=start,
+                                          status=SessionStatus.SCHEDULED).first())
+    if session is not None:
+        if Booking.objects.filter(session=session, student=student,
+                                  status=BookingStatus.ACTIVE).exists():
+            raise AlreadyBooked()
+        if _slot_offered(offer, start, now) is None:
+            raise SlotNotOffered(details={"start": start.isoformat()})
+        before = _snapshot(session)
+        # The row update is atomic: the check constraint and this filter both keep
+        # seats_taken <= capacity when the last seat is raced for.
+        took = Session.objects.filter(pk=session.pk, seats_taken__lt=F("capacity")).update(
+            seats_taken=F("seats_taken") + 1, updated_at=now)
+        if not took:
+            raise SessionFull()
+        session.refresh_from_db()
+        kind = "seat_taken"
+    else:
+        if _slot_offered(offer, start, now) is None:
+            end = start + timedelta(minutes=offer.duration_minutes)
+            taken = Session.objects.filter(coach=offer.coach, status__in=_LIVE_VALUES,
+                                           starts_at__lt=end, ends_at__gt=start).exists()
+            if taken:
+                raise SlotTaken(details={"start": start.isoformat()})
+            raise SlotNotOffered(details={"start": start.isoformat()})
+        session = Session(
+            coach=offer.coach, offer=offer, starts_at=start,
+            ends_at=start + timedelta(minutes=offer.duration_minutes),
+            capacity=offer.capacity, seats_taken=1,
+        )
+        before = {}
+        session.save()
+        kind = "booked"
+    booking = Booking.objects.create(session=session, student=student, intake_answers=answers,
+                                     booked_at=now)
+    _audit(session, kind, student, now, before, booking)
+    return booking
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def visible_sessions(actor: User) -> QuerySet[Session]:
+    qs = Session.objects.select_related("offer", "coach")
+    if actor.is_admin:
+        return qs
+    if actor.is_coach:
+        return qs.filter(Q(coach__user=actor) | Q(bookings__student=actor)).distinct()
+    return qs.filter(bookings__student=actor).distinct()
+
+
+def get_session(actor: User, session_id: int) -> Session:
+    session = visible_sessions(actor).filter(pk=session_id).first()
+    if session is None:
+        raise NotFound("No such session.")
+    return session
+
+
+def session_events(actor: User, session_id: int) -> list[SessionEvent]:
+    session = get_session(actor, session_id)
+    return list(session.events.all())
+
+
+def _is_coach_of(actor: User, session: Session) -> bool:
+    return session.coach.user_id == actor.pk
+
+
+def _lock(session_id: int) -> Session:
+    session = (Session.objects.select_for_update().select_related("offer", "coach")
+               .filter(pk=session_id).first())
+    if session is None:
+        raise NotFound("No such session.")
+    return session
+
+
+# --- cancellation and rescheduling ----------------------------------------------------
+
+
+def cancel_booking(actor: User, session_id: int, *, now: datetime | None = None) -> Session:
+    """Cancel. A student gives up their seat; the coach or an admin cancels the session.
+
+    The offer's policy decides the outcome (free, late = settled as a student no-show,
+    by coach = never charged); it is recorded on each cancelled booking for billing.
+    """
+    now = now or clock.now()
+    get_session(actor, session_id)  # visibility first: 404 for strangers
+    with transaction.atomic():
+        session = _lock(session_id)
+        if session.status != SessionStatus.SCHEDULED:
+            raise CancellationNotAllowed(
+                f"A session that is {session.status.replace('_', ' ')} cannot be cancelled.")
+        before = _snapshot(session)
+        if actor.is_admin or _is_coach_of(actor, session):
+            by = "admin" if actor.is_admin and not _is_coach_of(actor, session) else "coach"
+            outcome = decide_cancellation(by=by, starts_at=session.starts_at, now=now,
+                                          free_cancellation_hours=0)
+            bookings = list(session.bookings.filter(status=BookingStatus.ACTIVE))
+            _cancel_bookings(bookings, actor, now, outcome)
+            session.seats_taken = 0
+            session.status = SessionStatus.CANCELLED
+            session.save(update_fields=["status", "seats_taken", "updated_at"])
+            _audit(session, "cancelled", actor, now, before)
+            return session
+        booking = session.bookings.filter(student=actor, status=BookingStatus.ACTIVE).first()
+        if booking is None:
+            raise CancellationNotAllowed("You have no active booking in this session.")
+        outcome = decide_cancellation(
+            by="student", starts_at=session.starts_at, now=now,
+            free_cancellation_hours=session.offer.free_cancellation_hours)
+        _cancel_bookings([booking], actor, now, outcome)
+        session.seats_taken = F("seats_taken") - 1
+        session.save(update_fields=["seats_taken", "updated_at"])
+        session.refresh_from_db()
+        if session.seats_taken == 0:
+            session.status = SessionStatus.CANCELLED
+            session.save(update_fields=["status", "updated_at"])
+        _audit(session, "cancelled" if session.status == SessionStatus.CANCELLED else "seat_freed",
+               actor, now, before, booking)
+        return session
+
+
+def _cancel_bookings(bookings: list[Booking], actor: User, now: datetime,
+                     outcome: CancellationOutcome) -> None:
+    for b in bookings:
+        b.status = BookingStatus.CANCELLED
+        b.cancelled_at = now
+        b.cancelled_by = actor
+        b.cancellation_outcome = outcome
+        b.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancellation_outcome"])
+
+
+def reschedule_session(actor: User, session_id: int, new_start: datetime, *,
+                       now: datetime | None = None) -> Session:
+    """Move a scheduled session to another offered slot of the same offer."""
+    now = now or clock.now()
+    new_start = clock.require_aware(new_start, "start")
+    get_session(actor, session_id)
+    try:
+        with transaction.atomic():
+            session = _lock(session_id)
+            if session.status != SessionStatus.SCHEDULED:
+                raise InvalidTransition("Only a scheduled session can be moved.")
+            if not (actor.is_admin or _is_coach_of(actor, session)):
+                active = list(session.bookings.filter(status=BookingStatus.ACTIVE))
+                if [b.student_id for b in active] != [actor.pk]:
+                    raise Forbidden("Only the coach can move a group session.")
+                if not student_may_reschedule(
+                        starts_at=session.starts_at, now=now,
+                        free_cancellation_hours=session.offer.free_cancellation_hours):
+                    raise CancellationNotAllowed(
+                        "It is too late to move this session; ask your coach.")
+            if new_start <= now:
+                raise PastSlot(details={"start": new_start.isoformat()})
+            if _slot_offered(session.offer, new_start, now, exclude_session_id=session.pk) is None:
+                raise SlotNotOffered(details={"start": new_start.isoformat()})
+            before = _snapshot(session)
+            length = session.ends_at - session.starts_at
+            session.starts_at = new_start
+            session.ends_at = new_start + length
+            session.reschedule_count += 1
+            session.save(update_fields=["starts_at", "ends_at", "reschedule_count", "updated_at"])
+            _audit(session, "rescheduled", actor, now, before)
+            return session
+    except IntegrityError as exc:
+        if _is_overlap(exc):
+            raise SlotTaken(details={"start": new_start.isoformat()}) from None
+        raise
+
+
+# --- state machine: one owner function per transition ---------------------------------
+
+
+def _transition(session_id: int, target: SessionStatus, actor: User | None, now: datetime,
+                kind: str) -> Session:
+    with transaction.atomic():
+        session = _lock(session_id)
+        if not can_transition(session.status, target):
+            raise InvalidTransition(
+                f"A {session.status.replace('_', ' ')} session cannot become "
+                f"{target.value.replace('_', ' ')}.",
+                details={"from": session.status, "to": target.value})
+        before = _snapshot(session)
+        session.status = target
+        session.save(update_fields=["status", "updated_at"])
+        _audit(session, kind, actor, now, before)
+        return session
+
+
+def _require_coach_or_admin(actor: User, session_id: int) -> Session:
+    session = get_session(actor, session_id)
+    if not (actor.is_admin or _is_coach_of(actor, session)):
+        raise Forbidden("Only the session's coach can do this.")
+    return session
+
+
+def start_session(actor: User, session_id: int, *, now: datetime | None = None) -> Session:
+    """SCHEDULED -> IN_PROGRESS, from the moment the join window opens."""
+    now = now or clock.now()
+    session = _require_coach_or_admin(actor, session_id)
+    join_open = session.starts_at - timedelta(
+        seconds=int(session.offer.access_policy.get("join_window_before_s", 300)))
+    if now < join_open:
+        raise InvalidTransition("The session cannot start before its join window opens.",
+                                details={"join_window_opens_at": join_open.isoformat()})
+    return _transition(session_id, SessionStatus.IN_PROGRESS, actor, now, "started")
+
+
+def complete_session(actor: User | None, session_id: int, *,
+                     now: datetime | None = None) -> Session:
+    """-> COMPLETED. The coach may complete once the session started; the system (actor
+    None) completes at the scheduled end."""
+    now = now or clock.now()
+    if actor is not None:
+        session = _require_coach_or_admin(actor, session_id)
+        if now < session.starts_at:
+            raise InvalidTransition("A session cannot be completed before it starts.")
+    return _transition(session_id, SessionStatus.COMPLETED, actor, now, "completed")
+
+
+def mark_student_no_show(actor: User | None, session_id: int, *,
+                         now: datetime | None = None) -> Session:
+    now = now or clock.now()
+    if actor is not None:
+        _require_coach_or_admin(actor, session_id)
+    return _transition(session_id, SessionStatus.NO_SHOW_STUDENT, actor, now, "no_show_student")
+
+
+def mark_coach_no_show(actor: User | None, session_id: int, *,
+                       now: datetime | None = None) -> Session:
+    now = now or clock.now()
+    return _transition(session_id, SessionStatus.NO_SHOW_COACH, actor, now, "no_show_coach")
+
+
+def end_session_short(actor: User | None, session_id: int, *,
+                      now: datetime | None = None) -> Session:
+    now = now or clock.now()
+    return _transition(session_id, SessionStatus.EARLY_END_SHORT, actor, now, "early_end_short")

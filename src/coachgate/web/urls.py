@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("coaches/<int:coach_id>/", views.coach_page, name="coach"),
+    path("offers/<int:offer_id>/", views.offer_page, name="offer"),
+    path("offers/<int:offer_id>/book", views.book, name="book"),
+    path("sessions/", views.my_sessions, name="sessions"),
+    path("sessions/<int:session_id>/cancel", views.cancel, name="cancel"),
+]

@@ -1,0 +1,110 @@
+"""Server-rendered pages. They call services, never raw queries on other domains."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from coachgate.accounts.models import User
+from coachgate.catalog import services as catalog
+from coachgate.kit import clock
+from coachgate.kit.errors import CoachgateError
+from coachgate.kit.money import format_amount
+from coachgate.scheduling import services as scheduling
+
+
+def _viewer(request: HttpRequest) -> User | None:
+    return request.user if request.user.is_authenticated else None  # type: ignore[return-value]
+
+
+def _viewer_tz(request: HttpRequest) -> ZoneInfo:
+    user = _viewer(request)
+    name = request.GET.get("tz") or (user.timezone if user else "UTC")
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1")
+    return JsonResponse({"status": "ok", "database": connection.vendor})
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    try:
+        coaches = catalog.browse_coaches(specialty=request.GET.get("specialty") or None,
+                                         order=request.GET.get("order", "rating"))
+    except CoachgateError as exc:
+        messages.error(request, exc.message)
+        coaches = catalog.browse_coaches()
+    return render(request, "web/home.html", {"coaches": coaches})
+
+
+def coach_page(request: HttpRequest, coach_id: int) -> HttpResponse:
+    coach = catalog.get_coach(coach_id)
+    offers = catalog.visible_offers(_viewer(request)).filter(coach=coach, status="published")
+    rows = [(o, format_amount(o.price_minor, o.currency)) for o in offers]
+    return render(request, "web/coach.html", {"coach": coach, "offers": rows})
+
+
+def offer_page(request: HttpRequest, offer_id: int) -> HttpResponse:
+    viewer = _viewer(request)
+    offer = catalog.get_offer(viewer, offer_id)
+    tz = _viewer_tz(request)
+    now = clock.now()
+    found = scheduling.list_slots(viewer, offer, start=now, end=now + timedelta(days=14))
+    days: dict[str, list[tuple[datetime, scheduling.SlotView]]] = defaultdict(list)
+    for s in found:
+        local = s.start.astimezone(tz)
+        days[local.strftime("%A %d %B %Y")].append((local, s))
+    return render(request, "web/offer.html", {
+        "offer": offer, "price": format_amount(offer.price_minor, offer.currency),
+        "days": dict(days), "tz": str(tz),
+    })
+
+
+@login_required
+@require_POST
+def book(request: HttpRequest, offer_id: int) -> HttpResponse:
+    try:
+        start = datetime.fromisoformat(request.POST.get("start", ""))
+        intake = {k[7:]: v for k, v in request.POST.items() if k.startswith("intake_")}
+        scheduling.book_session(request.user, offer_id, start, intake=intake)  # type: ignore[arg-type]
+    except ValueError:
+        messages.error(request, "That start time is not valid.")
+        return redirect("offer", offer_id=offer_id)
+    except CoachgateError as exc:
+        messages.error(request, exc.message)
+        return redirect("offer", offer_id=offer_id)
+    messages.success(request, "Booked. You will get access shortly before the session.")
+    return redirect("sessions")
+
+
+@login_required
+def my_sessions(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    tz = _viewer_tz(request)
+    rows = [(s, s.starts_at.astimezone(tz))
+            for s in scheduling.visible_sessions(user).order_by("-starts_at")[:200]]
+    return render(request, "web/sessions.html", {"rows": rows, "tz": str(tz)})
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, session_id: int) -> HttpResponse:
+    try:
+        scheduling.cancel_booking(request.user, session_id)  # type: ignore[arg-type]
+        messages.success(request, "Cancelled.")
+    except CoachgateError as exc:
+        messages.error(request, exc.message)
+    return redirect("sessions")
