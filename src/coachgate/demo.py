@@ -71,7 +71,8 @@ def _create() -> None:
             catalog.set_offer_status(user, offer.pk, "published")
     students = [_ensure_user(e, "student", n, tz) for e, n, tz in STUDENTS]
     first_offer = catalog.visible_offers(None).order_by("pk").first()
-    assert first_offer is not None
+    if first_offer is None:
+        return
     slots = scheduling.list_slots(None, first_offer)
     if slots:
         scheduling.book_session(students[0], first_offer.pk, slots[0].start,

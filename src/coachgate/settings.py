@@ -106,7 +106,9 @@ _default_sqlite = f"sqlite:///{DATA_DIR / 'coachgate.sqlite3'}"
 DATABASE_URL = os.environ.get("DATABASE_URL") or _default_sqlite
 if DATABASE_URL.startswith("sqlite"):
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-_db = dj_database_url.parse(DATABASE_URL, conn_max_age=int(os.environ.get("COACHGATE_DB_CONN_MAX_AGE", "60")))
+_db = dj_database_url.parse(
+    DATABASE_URL, conn_max_age=int(os.environ.get("COACHGATE_DB_CONN_MAX_AGE", "60"))
+)
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["CONN_MAX_AGE"] = 0 if _db["NAME"] == ":memory:" else _db["CONN_MAX_AGE"]
     _db["OPTIONS"] = {
@@ -154,6 +156,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
 WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_HTTPONLY = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.http import HttpRequest
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 
 from . import services
 from .auth import API_AUTH, current_user
@@ -97,24 +97,24 @@ def list_tokens(request: HttpRequest) -> list:
 
 
 @router.post("/me/tokens", response={201: IssuedTokenOut}, summary="Create an API token")
-def create_token(request: HttpRequest, payload: TokenIn) -> tuple[int, IssuedTokenOut]:
+def create_token(request: HttpRequest, payload: TokenIn) -> Status:
     issued = services.issue_token(current_user(request), payload.name)
     out = IssuedTokenOut.model_validate(TokenOut.from_orm(issued.token).model_dump()
                                         | {"token": issued.raw})
-    return 201, out
+    return Status(201, out)
 
 
 @router.delete("/me/tokens/{token_id}", response={204: None}, summary="Revoke an API token")
-def revoke_token(request: HttpRequest, token_id: int) -> tuple[int, None]:
+def revoke_token(request: HttpRequest, token_id: int) -> Status:
     services.revoke_token(current_user(request), token_id)
-    return 204, None
+    return Status(204, None)
 
 
 @router.post("/coach-applications", response={201: ApplicationOut},
              summary="Apply to become a coach")
-def apply(request: HttpRequest, payload: ApplicationIn) -> tuple[int, CoachApplication]:
+def apply(request: HttpRequest, payload: ApplicationIn) -> Status:
     app = services.apply_as_coach(current_user(request), **payload.model_dump())
-    return 201, app
+    return Status(201, app)
 
 
 @router.get("/coach-applications", response=list[ApplicationOut],

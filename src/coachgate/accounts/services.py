@@ -14,7 +14,7 @@ from coachgate.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 from .models import ApiToken, ApplicationStatus, CoachApplication, Role, User, token_digest
 
-TOKEN_PREFIX = "cg_"
+TOKEN_PREFIX = "cg_"  # noqa: S105 - a public prefix, not a secret
 _ZONES = frozenset(available_timezones())
 
 

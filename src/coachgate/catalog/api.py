@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.http import HttpRequest
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 
 from coachgate.accounts.api import ApplicationOut, ReviewIn
 from coachgate.accounts.auth import API_AUTH, current_user, optional_user
@@ -209,8 +209,8 @@ def list_offers(request: HttpRequest, coach_id: int | None = None,
 
 
 @router.post("/offers", response={201: OfferOut}, summary="Create a draft offer (coaches)")
-def create_offer(request: HttpRequest, payload: OfferIn) -> tuple[int, Offer]:
-    return 201, services.create_offer(current_user(request), _offer_changes(payload))
+def create_offer(request: HttpRequest, payload: OfferIn) -> Status:
+    return Status(201, services.create_offer(current_user(request), _offer_changes(payload)))
 
 
 @router.get("/offers/{offer_id}", response=OfferOut, auth=None)

@@ -76,7 +76,8 @@ def browse_coaches(
 ) -> list[CoachProfile]:
     """Approved coaches with at least one published offer, for students to browse."""
     qs = (
-        CoachProfile.objects.filter(status=CoachStatus.APPROVED, offers__status=OfferStatus.PUBLISHED)
+        CoachProfile.objects.filter(status=CoachStatus.APPROVED,
+                                    offers__status=OfferStatus.PUBLISHED)
         .annotate(min_price=Min("offers__price_minor", filter=Q(offers__status="published")))
         .distinct()
     )

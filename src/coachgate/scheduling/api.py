@@ -7,7 +7,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 from pydantic import AwareDatetime
 
 from coachgate.accounts.auth import API_AUTH, current_user, optional_user
@@ -100,16 +100,16 @@ def list_overrides(request: HttpRequest) -> list[OverrideOut]:
 
 @router.post("/coach/overrides", response={201: OverrideOut},
              summary="Block a day (or hours) or add extra hours on a date")
-def add_override(request: HttpRequest, payload: OverrideIn) -> tuple[int, OverrideOut]:
+def add_override(request: HttpRequest, payload: OverrideIn) -> Status:
     o = services.add_override(current_user(request), day=payload.day, kind=payload.kind,
                               start=payload.start, end=payload.end)
-    return 201, _override_out(o)
+    return Status(201, _override_out(o))
 
 
 @router.delete("/coach/overrides/{override_id}", response={204: None})
-def delete_override(request: HttpRequest, override_id: int) -> tuple[int, None]:
+def delete_override(request: HttpRequest, override_id: int) -> Status:
     services.delete_override(current_user(request), override_id)
-    return 204, None
+    return Status(204, None)
 
 
 # --- slots ----------------------------------------------------------------------------
@@ -214,10 +214,10 @@ def _session_out(actor: User, session: Session) -> SessionOut:
 
 
 @router.post("/bookings", response={201: SessionOut}, summary="Book a slot (students)")
-def book(request: HttpRequest, payload: BookIn) -> tuple[int, SessionOut]:
+def book(request: HttpRequest, payload: BookIn) -> Status:
     user = current_user(request)
     booking = services.book_session(user, payload.offer_id, payload.start, intake=payload.intake)
-    return 201, _session_out(user, booking.session)
+    return Status(201, _session_out(user, booking.session))
 
 
 @router.get("/sessions", response=list[SessionOut],

@@ -198,7 +198,8 @@ def list_slots(
     """Bookable slots of an offer between start and end (UTC instants)."""
     now = now or clock.now()
     start = clock.require_aware(start, "from") if start else now
-    end = clock.require_aware(end, "to") if end else start + timedelta(days=offer.horizon_days)
+    default_end = start + min(timedelta(days=offer.horizon_days), MAX_SLOT_WINDOW)
+    end = clock.require_aware(end, "to") if end else default_end
     if end <= start:
         raise InvalidInput("'to' must be after 'from'.", details={"field": "to"})
     if end - start > MAX_SLOT_WINDOW:
@@ -282,6 +283,8 @@ def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, 
         if Booking.objects.filter(session=session, student=student,
                                   status=BookingStatus.ACTIVE).exists():
             raise AlreadyBooked()
+        if session.seats_taken >= session.capacity:
+            raise SessionFull()
         if _slot_offered(offer, start, now) is None:
             raise SlotNotOffered(details={"start": start.isoformat()})
         before = _snapshot(session)
@@ -513,3 +516,18 @@ def end_session_short(actor: User | None, session_id: int, *,
                       now: datetime | None = None) -> Session:
     now = now or clock.now()
     return _transition(session_id, SessionStatus.EARLY_END_SHORT, actor, now, "early_end_short")
+
+
+def count_overlapping_sessions() -> int:
+    """Pairs of live sessions of one coach that overlap. Always 0; used by checks and benches."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM scheduling_session a JOIN scheduling_session b"
+            " ON a.coach_id = b.coach_id AND a.id < b.id"
+            " WHERE a.status <> 'cancelled' AND b.status <> 'cancelled'"
+            " AND a.starts_at < b.ends_at AND b.starts_at < a.ends_at"
+        )
+        row = cur.fetchone()
+    return int(row[0]) if row else 0
