@@ -43,5 +43,5 @@ def optional_user(request: HttpRequest) -> User | None:
         return user
     session_user = getattr(request, "user", None)
     if session_user is not None and session_user.is_authenticated:
-        return session_user  # type: ignore[no-any-return]
+        return session_user
     return None

@@ -81,12 +81,12 @@ def browse_coaches(
         .annotate(min_price=Min("offers__price_minor", filter=Q(offers__status="published")))
         .distinct()
     )
-    coaches = list(qs)
+    coaches: list[CoachProfile] = list(qs)
     if specialty:
         wanted = specialty.strip().lower()
         coaches = [c for c in coaches if any(wanted == s.lower() for s in c.specialties)]
     if order == "price":
-        coaches.sort(key=lambda c: (c.min_price, c.pk))  # type: ignore[attr-defined]
+        coaches.sort(key=lambda c: (getattr(c, "min_price", 0), c.pk))
     elif order == "rating":
         coaches.sort(key=lambda c: (-(c.rating_average or 0), -c.rating_count, c.pk))
     else:

@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 
 from coachgate.accounts.models import Role, User
@@ -239,6 +239,15 @@ def _is_overlap(exc: IntegrityError) -> bool:
     return OVERLAP_CONSTRAINT in str(exc)
 
 
+_ATTEMPTS = 3
+# PostgreSQL: deadlock_detected, serialization_failure. Both mean "lost a race, try again".
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _is_transient(exc: OperationalError) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
 # --- booking --------------------------------------------------------------------------
 
 
@@ -258,16 +267,25 @@ def book_session(
     if start <= now:
         raise PastSlot(details={"start": start.isoformat()})
     # A group session can be created by two students at once; the loser of that race joins
-    # the winner's session on the second attempt.
-    for attempt in range(2):
+    # the winner's session on the next attempt. On PostgreSQL, two concurrent inserts that
+    # conflict on the exclusion constraint may each wait for the other; the server then
+    # aborts one with "deadlock detected". That is a lost race too: retry, and the retry
+    # sees the winner (or waits for it and gets the exclusion violation).
+    for attempt in range(_ATTEMPTS):
+        last = attempt == _ATTEMPTS - 1
         try:
             return _book_once(student, offer, start, answers, now)
         except IntegrityError as exc:
+            if "one_active_booking" in str(exc):
+                raise AlreadyBooked() from None
             if not _is_overlap(exc):
-                if "one_active_booking" in str(exc):
-                    raise AlreadyBooked() from None
                 raise
-            if offer.capacity == 1 or attempt == 1:
+            if offer.capacity == 1 or last:
+                raise SlotTaken(details={"start": start.isoformat()}) from None
+        except OperationalError as exc:
+            if not _is_transient(exc):
+                raise
+            if last:
                 raise SlotTaken(details={"start": start.isoformat()}) from None
     raise AssertionError("unreachable")
 
@@ -444,6 +462,11 @@ def reschedule_session(actor: User, session_id: int, new_start: datetime, *,
             return session
     except IntegrityError as exc:
         if _is_overlap(exc):
+            raise SlotTaken(details={"start": new_start.isoformat()}) from None
+        raise
+    except OperationalError as exc:
+        # A concurrent booking of the same time: the database aborted one of the two.
+        if _is_transient(exc):
             raise SlotTaken(details={"start": new_start.isoformat()}) from None
         raise
 

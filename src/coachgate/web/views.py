@@ -22,7 +22,7 @@ from coachgate.scheduling import services as scheduling
 
 
 def _viewer(request: HttpRequest) -> User | None:
-    return request.user if request.user.is_authenticated else None  # type: ignore[return-value]
+    return request.user if request.user.is_authenticated else None
 
 
 def _viewer_tz(request: HttpRequest) -> ZoneInfo:
