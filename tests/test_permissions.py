@@ -7,10 +7,10 @@ from datetime import date
 
 import pytest
 import time_machine
-from tests.conftest import MONDAY, Api, make_admin, make_coach, make_offer, make_student, token_for
 
 from coachgate.accounts import services as accounts
 from coachgate.scheduling import services as scheduling
+from tests.conftest import MONDAY, Api, make_admin, make_coach, make_offer, make_student, token_for
 
 ROLES = ("anon", "student", "stranger", "coach", "other_coach", "admin")
 NINE = MONDAY.replace(hour=9)

@@ -6,7 +6,6 @@ from datetime import time, timedelta
 
 import pytest
 from django.db import IntegrityError, transaction
-from tests.conftest import MONDAY, make_coach, make_offer, make_student
 
 from coachgate.catalog import services as catalog
 from coachgate.kit.errors import (
@@ -23,6 +22,7 @@ from coachgate.kit.errors import (
 )
 from coachgate.scheduling import services
 from coachgate.scheduling.models import Booking, Session, SessionEvent
+from tests.conftest import MONDAY, make_coach, make_offer, make_student
 
 NINE = MONDAY.replace(hour=9)  # Europe/London is UTC in March before the DST change
 

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from tests.conftest import MONDAY, Api, make_offer, make_student, token_for
 
 from coachgate.scheduling.models import Booking, Session, SessionEvent
+from tests.conftest import MONDAY, Api, make_offer, make_student, token_for
 
 NINE = MONDAY.replace(hour=9)
 
