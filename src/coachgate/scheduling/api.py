@@ -197,9 +197,9 @@ class EventOut(Schema):
 
 
 def _session_out(actor: User, session: Session) -> SessionOut:
-    bookings = session.bookings.select_related("student").order_by("pk")
+    bookings = sorted(session.bookings.all(), key=lambda b: b.pk)  # prefetched
     if not (actor.is_admin or session.coach.user_id == actor.pk):
-        bookings = bookings.filter(student=actor)  # students see only their own seat
+        bookings = [b for b in bookings if b.student_id == actor.pk]  # only their own seat
     return SessionOut(
         id=session.pk, offer_id=session.offer_id, offer_title=session.offer.title,
         coach_id=session.coach_id, coach_name=session.coach.display_name,
@@ -225,12 +225,9 @@ def book(request: HttpRequest, payload: BookIn) -> Status:
 def list_sessions(request: HttpRequest, status: SessionStatus | None = None,
                   upcoming: bool = False) -> list[SessionOut]:
     user = current_user(request)
-    qs = services.visible_sessions(user).order_by("starts_at")
-    if status:
-        qs = qs.filter(status=status)
-    if upcoming:
-        qs = qs.filter(ends_at__gt=clock.now())
-    return [_session_out(user, s) for s in qs[:500]]
+    qs = services.visible_sessions(user, status=status,
+                                   ending_after=clock.now() if upcoming else None)
+    return [_session_out(user, s) for s in qs.order_by("starts_at")[:500]]
 
 
 @router.get("/sessions/{session_id}", response=SessionOut)

@@ -339,8 +339,15 @@ def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, 
 # --- reading --------------------------------------------------------------------------
 
 
-def visible_sessions(actor: User) -> QuerySet[Session]:
-    qs = Session.objects.select_related("offer", "coach")
+def visible_sessions(
+    actor: User, *, status: str | None = None, ending_after: datetime | None = None
+) -> QuerySet[Session]:
+    """Students see sessions they booked, coaches their own sessions, admins all."""
+    qs = Session.objects.select_related("offer", "coach").prefetch_related("bookings__student")
+    if status is not None:
+        qs = qs.filter(status=status)
+    if ending_after is not None:
+        qs = qs.filter(ends_at__gt=ending_after)
     if actor.is_admin:
         return qs
     if actor.is_coach:
