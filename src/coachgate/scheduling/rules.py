@@ -209,7 +209,7 @@ def _naive_wall_to_naive_utc(wall: datetime, tz: ZoneInfo) -> datetime | None:
     Uses PEP 495: for a wall time in a gap, fold=0 gives the offset before the transition and
     fold=1 the (larger) offset after it; in a fold, fold=0 gives the (larger) earlier offset.
     """
-    aware = wall.replace(tzinfo=tz)
+    aware = wall.replace(tzinfo=tz, fold=0)
     off0 = aware.utcoffset()
     off1 = aware.replace(fold=1).utcoffset()
     assert off0 is not None and off1 is not None  # noqa: S101 - ZoneInfo always answers
@@ -239,7 +239,7 @@ def _wall_end_to_naive_utc(wall: datetime, tz: ZoneInfo) -> datetime:
     exact = _naive_wall_to_naive_utc(wall, tz)
     if exact is not None:
         return exact
-    aware = wall.replace(tzinfo=tz)
+    aware = wall.replace(tzinfo=tz, fold=0)
     off_before = aware.utcoffset()
     off_after = aware.replace(fold=1).utcoffset()
     assert off_before is not None and off_after is not None  # noqa: S101
