@@ -70,7 +70,8 @@ def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     return _error(request, 404, "not_found", "Nothing was found there.")
 
 
-_HTTP_CODES = {400: "bad_request", 405: "method_not_allowed", 429: "throttled"}
+_HTTP_CODES = {400: "bad_request", 403: "forbidden", 405: "method_not_allowed",
+               429: "throttled"}
 
 
 @api.exception_handler(HttpError)

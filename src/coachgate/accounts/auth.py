@@ -19,7 +19,16 @@ class BearerToken(HttpBearer):
 
 
 class BrowserSession(SessionAuth):
-    """The logged-in web user (CSRF-checked by django-ninja for unsafe methods)."""
+    """The logged-in web user (CSRF-checked by django-ninja for unsafe methods).
+
+    Without a session cookie there is nothing to check: answer "not authenticated" (401)
+    instead of letting ninja's CSRF check turn every token-less API call into a 403.
+    """
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        if self.param_name not in request.COOKIES:
+            return None
+        return super()._get_key(request)
 
 
 API_AUTH: list[Any] = [BearerToken(), BrowserSession()]
