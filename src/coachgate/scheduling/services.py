@@ -38,7 +38,6 @@ from coachgate.kit.errors import (
 from . import rules
 from .events import emit_on_commit
 from .lifecycle import (
-    LIVE,
     CancellationOutcome,
     SessionStatus,
     can_transition,
@@ -56,7 +55,6 @@ from .models import (
 )
 
 OVERLAP_CONSTRAINT = "scheduling_session_no_overlap"
-_LIVE_VALUES = [s.value for s in LIVE]
 MAX_SLOT_WINDOW = timedelta(days=92)
 
 # --- availability ---------------------------------------------------------------------
@@ -154,39 +152,48 @@ def booking_rules(offer: Offer) -> rules.BookingRules:
     )
 
 
+# Sessions a little beyond a window matter: buffers and the per-day cap of local days.
+_MARGIN = timedelta(days=2)
+SessionRow = tuple[int, int, datetime, datetime, str, int, int]
+
+
+def _coach_sessions(coach_id: int, start: datetime, end: datetime,
+                    exclude_session_id: int | None = None) -> list[SessionRow]:
+    """The coach's live sessions touching [start - margin, end + margin), as plain rows."""
+    # "not cancelled" is LIVE, and the same predicate as the no-overlap constraint's.
+    rows = Session.objects.filter(
+        coach_id=coach_id, starts_at__lt=end + _MARGIN, ends_at__gt=start - _MARGIN,
+    ).exclude(status=SessionStatus.CANCELLED).values_list(
+        "pk", "offer_id", "starts_at", "ends_at", "status", "capacity", "seats_taken")
+    return [r for r in rows if r[0] != exclude_session_id]
+
+
 def _compute(
     offer: Offer, *, start: datetime, end: datetime, now: datetime,
-    exclude_session_id: int | None = None,
+    exclude_session_id: int | None = None, sessions: list[SessionRow] | None = None,
 ) -> list[SlotView]:
     coach = offer.coach
-    tz = ZoneInfo(coach.timezone)
-    weekly = [rules.WeeklyRule(r.weekday, r.start_time, r.end_time)
-              for r in WeeklyAvailability.objects.filter(coach=coach)]
+    if sessions is None:
+        sessions = _coach_sessions(coach.pk, start, end, exclude_session_id)
+    weekly = [rules.WeeklyRule(*row) for row in WeeklyAvailability.objects.filter(
+        coach=coach).values_list("weekday", "start_time", "end_time")]
     overrides = [
-        rules.DateOverride(o.day, o.kind, o.start_time, o.end_time)  # type: ignore[arg-type]
-        for o in AvailabilityOverride.objects.filter(
-            coach=coach, day__gte=(start - timedelta(days=2)).date(),
-            day__lte=(end + timedelta(days=2)).date(),
-        )
+        rules.DateOverride(*row)  # type: ignore[arg-type]  # kind is a checked choice
+        for row in AvailabilityOverride.objects.filter(
+            coach=coach, day__gte=(start - _MARGIN).date(), day__lte=(end + _MARGIN).date(),
+        ).values_list("day", "kind", "start_time", "end_time")
     ]
-    # Sessions a little beyond the window matter: buffers and the per-day cap.
-    sessions = Session.objects.filter(
-        coach=coach, status__in=_LIVE_VALUES,
-        starts_at__lt=end + timedelta(days=2), ends_at__gt=start - timedelta(days=2),
-    ).values_list("pk", "offer_id", "starts_at", "ends_at", "status", "capacity", "seats_taken")
     busy: list[rules.Interval] = []
     joinable: dict[datetime, int] = {}
-    for pk, offer_id, s_start, s_end, status, capacity, taken in sessions:
-        if pk == exclude_session_id:
-            continue
+    for _pk, offer_id, s_start, s_end, status, capacity, taken in sessions:
         if (offer.capacity > 1 and offer_id == offer.pk and status == SessionStatus.SCHEDULED
                 and taken < capacity):
             joinable[s_start] = capacity - taken
         else:
             busy.append(rules.Interval(s_start, s_end))
     slots = rules.compute_slots(
-        tz=tz, weekly=weekly, overrides=overrides, rules=booking_rules(offer), busy=busy,
-        now=now, window_start=start, window_end=end,
+        tz=ZoneInfo(coach.timezone), weekly=weekly, overrides=overrides,
+        rules=booking_rules(offer), busy=busy, now=now, window_start=start, window_end=end,
     )
     return [SlotView(s.start, s.end, joinable.get(s.start, offer.capacity)) for s in slots]
 
@@ -210,9 +217,10 @@ def list_slots(
 
 
 def _slot_offered(offer: Offer, start: datetime, now: datetime,
-                  exclude_session_id: int | None = None) -> SlotView | None:
+                  exclude_session_id: int | None = None,
+                  sessions: list[SessionRow] | None = None) -> SlotView | None:
     found = _compute(offer, start=start, end=start + timedelta(seconds=1), now=now,
-                     exclude_session_id=exclude_session_id)
+                     exclude_session_id=exclude_session_id, sessions=sessions)
     return found[0] if found and found[0].start == start else None
 
 
@@ -251,6 +259,13 @@ def _is_transient(exc: OperationalError) -> bool:
 # --- booking --------------------------------------------------------------------------
 
 
+_BOOKING_OFFER_FIELDS = (
+    "coach__id", "coach__timezone", "coach__status", "status", "capacity",
+    "duration_minutes", "intake_fields", "buffer_before_minutes", "buffer_after_minutes",
+    "min_notice_minutes", "horizon_days", "max_sessions_per_day", "slot_step_minutes",
+)
+
+
 def book_session(
     student: User, offer_id: int, start: datetime, *, intake: dict[str, Any] | None = None,
     now: datetime | None = None,
@@ -260,7 +275,10 @@ def book_session(
     start = clock.require_aware(start, "start")
     if student.role != Role.STUDENT:
         raise Forbidden("Only student accounts book sessions.")
-    offer = Offer.objects.select_related("coach").filter(pk=offer_id).first()
+    # Only what booking reads: the full row (four JSON columns) was a fifth of a booking's
+    # CPU (bench/bench_booking_race.py). Other fields load on first access.
+    offer = (Offer.objects.select_related("coach").only(*_BOOKING_OFFER_FIELDS)
+             .filter(pk=offer_id).order_by().first())
     if offer is None or not offer.is_bookable:
         raise OfferNotBookable(details={"offer_id": offer_id})
     answers = validate_intake_answers(offer.intake_fields, intake or {})
@@ -315,18 +333,15 @@ def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, 
         session.refresh_from_db()
         kind = "seat_taken"
     else:
-        if _slot_offered(offer, start, now) is None:
-            end = start + timedelta(minutes=offer.duration_minutes)
-            taken = Session.objects.filter(coach=offer.coach, status__in=_LIVE_VALUES,
-                                           starts_at__lt=end, ends_at__gt=start).exists()
-            if taken:
-                raise SlotTaken(details={"start": start.isoformat()})
+        end = start + timedelta(minutes=offer.duration_minutes)
+        sessions = _coach_sessions(offer.coach_id, start, end)
+        # Most losers of a race stop here, after one read: someone holds the time.
+        if any(s_start < end and s_end > start for _, _, s_start, s_end, *_ in sessions):
+            raise SlotTaken(details={"start": start.isoformat()})
+        if _slot_offered(offer, start, now, sessions=sessions) is None:
             raise SlotNotOffered(details={"start": start.isoformat()})
-        session = Session(
-            coach=offer.coach, offer=offer, starts_at=start,
-            ends_at=start + timedelta(minutes=offer.duration_minutes),
-            capacity=offer.capacity, seats_taken=1,
-        )
+        session = Session(coach=offer.coach, offer=offer, starts_at=start, ends_at=end,
+                          capacity=offer.capacity, seats_taken=1)
         before = {}
         session.save()
         kind = "booked"
