@@ -6,6 +6,7 @@ from datetime import date, datetime, time
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from django.db.models import prefetch_related_objects
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema, Status
 from pydantic import AwareDatetime
@@ -197,7 +198,8 @@ class EventOut(Schema):
 
 
 def _session_out(actor: User, session: Session) -> SessionOut:
-    bookings = sorted(session.bookings.all(), key=lambda b: b.pk)  # prefetched
+    prefetch_related_objects([session], "bookings__student")  # no-op when already loaded
+    bookings = sorted(session.bookings.all(), key=lambda b: b.pk)
     if not (actor.is_admin or session.coach.user_id == actor.pk):
         bookings = [b for b in bookings if b.student_id == actor.pk]  # only their own seat
     return SessionOut(
