@@ -21,7 +21,7 @@ from coachgate.kit.errors import (
     SlotTaken,
 )
 from coachgate.scheduling import services
-from coachgate.scheduling.models import Booking, Session, SessionEvent
+from coachgate.scheduling.models import AvailabilityOverride, Booking, Session, SessionEvent
 from tests.conftest import MONDAY, make_coach, make_offer, make_student
 
 NINE = MONDAY.replace(hour=9)  # Europe/London is UTC in March before the DST change
@@ -334,9 +334,45 @@ def test_blocked_override_removes_slots_and_extra_adds(coach, offer, now):
     services.add_override(coach, day=NINE.date(), kind="blocked")
     services.add_override(coach, day=NINE.date() + timedelta(days=1), kind="extra",
                           start=time(19), end=time(20))
+    offer.coach.refresh_from_db()  # slots are as fresh as the offer's coach row
     slots = [s.start for s in services.list_slots(None, offer, start=MONDAY,
                                                   end=MONDAY + timedelta(days=2), now=now)]
     assert not [s for s in slots if s.date() == NINE.date()]
     assert MONDAY.replace(day=4, hour=19) in slots
     with pytest.raises(InvalidInput):
         services.add_override(coach, day=NINE.date(), kind="extra", start=time(9), end=None)
+
+
+# --- availability cache -----------------------------------------------------------------
+
+def _starts(offer, now):
+    offer = type(offer).objects.select_related("coach").get(pk=offer.pk)  # fresh version
+    return [s.start for s in services.list_slots(None, offer, start=MONDAY,
+                                                 end=MONDAY + timedelta(days=1), now=now)]
+
+
+def test_cached_availability_follows_every_kind_of_change(coach, offer, now):
+    assert len(_starts(offer, now)) == 8
+    services.set_weekly_availability(coach, [services.RuleInput(0, time(9), time(11))])
+    assert len(_starts(offer, now)) == 2
+    services.add_override(coach, day=MONDAY.date(), kind="extra", start=time(14),
+                          end=time(15))
+    assert len(_starts(offer, now)) == 3
+    # An edit that bypasses the services (as the Django admin does) is seen too.
+    from coachgate.scheduling.models import WeeklyAvailability
+
+    rule = WeeklyAvailability.objects.get()
+    rule.end_time = time(12)
+    rule.save()
+    assert len(_starts(offer, now)) == 4
+    services.delete_override(coach, AvailabilityOverride.objects.get().pk)
+    assert len(_starts(offer, now)) == 3
+
+
+def test_warm_booking_does_not_reread_availability(offer, student, now,
+                                                   django_assert_num_queries):
+    services.book_session(student, offer.pk, NINE, now=now)  # warms the cache
+    # offer, sessions, 3 inserts; inside the test's transaction the booking's own
+    # transaction is a SAVEPOINT + RELEASE. Cold, weekly rules and overrides add two reads.
+    with django_assert_num_queries(7):
+        services.book_session(student, offer.pk, NINE + timedelta(hours=2), now=now)

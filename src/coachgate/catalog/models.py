@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+
+def new_availability_version() -> int:
+    return secrets.randbelow(2**31 - 1) + 1
 
 
 class CoachStatus(models.TextChoices):
@@ -30,6 +36,12 @@ class CoachProfile(models.Model):
     # Filled by the reviews feature; kept here so browsing can sort without a join.
     rating_average = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
     rating_count = models.PositiveIntegerField(default=0)
+    # A new random value whenever weekly rules or date overrides change (scheduling.signals),
+    # so readers can cache availability per (coach, version). Random rather than a counter:
+    # a recreated profile that reuses a primary key (SQLite reuses row ids) must not match a
+    # cache entry of the old one.
+    availability_version = models.PositiveIntegerField(default=new_availability_version,
+                                                       editable=False)
 
     def __str__(self) -> str:
         return self.display_name

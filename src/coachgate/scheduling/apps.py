@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class SchedulingConfig(AppConfig):
     name = "coachgate.scheduling"
     label = "scheduling"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401 - connects the availability version receivers

@@ -53,6 +53,7 @@ from .models import (
     SessionEvent,
     WeeklyAvailability,
 )
+from .signals import bump_availability_version
 
 OVERLAP_CONSTRAINT = "scheduling_session_no_overlap"
 MAX_SLOT_WINDOW = timedelta(days=92)
@@ -83,10 +84,12 @@ def set_weekly_availability(actor: User, items: Iterable[RuleInput]) -> list[Wee
         _check_hours(item.start, item.end, f"rules[{i}]")
     with transaction.atomic():
         WeeklyAvailability.objects.filter(coach=coach).delete()
-        return WeeklyAvailability.objects.bulk_create(
+        created = WeeklyAvailability.objects.bulk_create(
             WeeklyAvailability(coach=coach, weekday=i.weekday, start_time=i.start, end_time=i.end)
             for i in items
         )
+        bump_availability_version(coach.pk)  # bulk_create sends no signals
+        return created
 
 
 def apply_preset(actor: User, weekdays: Iterable[int], preset: str) -> list[WeeklyAvailability]:
@@ -152,6 +155,30 @@ def booking_rules(offer: Offer) -> rules.BookingRules:
     )
 
 
+# Availability per coach, cached per process and keyed by the coach's availability_version,
+# which arrives with the offer row: a cached copy is never older than that read. Weekly
+# rules and overrides are small; the cache holds at most _CACHE_SIZE coaches.
+_CACHE_SIZE = 1024
+_availability_cache: dict[int, tuple[int, list[rules.WeeklyRule], list[rules.DateOverride]]] = {}
+
+
+def _availability(coach: CoachProfile) -> tuple[list[rules.WeeklyRule], list[rules.DateOverride]]:
+    hit = _availability_cache.get(coach.pk)
+    if hit is not None and hit[0] == coach.availability_version:
+        return hit[1], hit[2]
+    weekly = [rules.WeeklyRule(*row) for row in WeeklyAvailability.objects.filter(
+        coach_id=coach.pk).values_list("weekday", "start_time", "end_time")]
+    overrides = [
+        rules.DateOverride(*row)  # type: ignore[arg-type]  # kind is a checked choice
+        for row in AvailabilityOverride.objects.filter(coach_id=coach.pk).values_list(
+            "day", "kind", "start_time", "end_time")
+    ]
+    if len(_availability_cache) >= _CACHE_SIZE:
+        _availability_cache.clear()  # simple and rare: coaches beyond the cache size
+    _availability_cache[coach.pk] = (coach.availability_version, weekly, overrides)
+    return weekly, overrides
+
+
 # Sessions a little beyond a window matter: buffers and the per-day cap of local days.
 _MARGIN = timedelta(days=2)
 SessionRow = tuple[int, int, datetime, datetime, str, int, int]
@@ -175,14 +202,9 @@ def _compute(
     coach = offer.coach
     if sessions is None:
         sessions = _coach_sessions(coach.pk, start, end, exclude_session_id)
-    weekly = [rules.WeeklyRule(*row) for row in WeeklyAvailability.objects.filter(
-        coach=coach).values_list("weekday", "start_time", "end_time")]
-    overrides = [
-        rules.DateOverride(*row)  # type: ignore[arg-type]  # kind is a checked choice
-        for row in AvailabilityOverride.objects.filter(
-            coach=coach, day__gte=(start - _MARGIN).date(), day__lte=(end + _MARGIN).date(),
-        ).values_list("day", "kind", "start_time", "end_time")
-    ]
+    weekly, all_overrides = _availability(coach)
+    first, last = (start - _MARGIN).date(), (end + _MARGIN).date()
+    overrides = [o for o in all_overrides if first <= o.day <= last]
     busy: list[rules.Interval] = []
     joinable: dict[datetime, int] = {}
     for _pk, offer_id, s_start, s_end, status, capacity, taken in sessions:
@@ -202,7 +224,11 @@ def list_slots(
     actor: User | None, offer: Offer, *, start: datetime | None = None,
     end: datetime | None = None, now: datetime | None = None,
 ) -> list[SlotView]:
-    """Bookable slots of an offer between start and end (UTC instants)."""
+    """Bookable slots of an offer between start and end (UTC instants).
+
+    Availability is read as of ``offer.coach`` (its availability_version): pass an offer
+    loaded for this request, as the routes do.
+    """
     now = now or clock.now()
     start = clock.require_aware(start, "from") if start else now
     default_end = start + min(timedelta(days=offer.horizon_days), MAX_SLOT_WINDOW)
@@ -260,7 +286,8 @@ def _is_transient(exc: OperationalError) -> bool:
 
 
 _BOOKING_OFFER_FIELDS = (
-    "coach__id", "coach__timezone", "coach__status", "status", "capacity",
+    "coach__id", "coach__timezone", "coach__status", "coach__availability_version",
+    "status", "capacity",
     "duration_minutes", "intake_fields", "buffer_before_minutes", "buffer_after_minutes",
     "min_notice_minutes", "horizon_days", "max_sessions_per_day", "slot_step_minutes",
 )
