@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet
 
 from coachgate.accounts.models import Role, User
@@ -335,36 +335,60 @@ def book_session(
     raise AssertionError("unreachable")
 
 
+_COACH_SCHEDULE_LOCK = 0x636F6163  # advisory lock namespace: "coac"
+
+
+def _group_session(sessions: list[SessionRow], offer: Offer, start: datetime) -> int | None:
+    """The scheduled session of this group offer starting at ``start``, if any."""
+    if offer.capacity == 1:
+        return None
+    return next((pk for pk, offer_id, s_start, _, status, *_ in sessions
+                 if offer_id == offer.pk and s_start == start
+                 and status == SessionStatus.SCHEDULED), None)
+
+
+def _raise_if_taken(sessions: list[SessionRow], start: datetime, end: datetime) -> None:
+    if any(s_start < end and s_end > start for _, _, s_start, s_end, *_ in sessions):
+        raise SlotTaken(details={"start": start.isoformat()})
+
+
+def _lock_coach_schedule(coach_id: int) -> bool:
+    """Serialize writes to one coach's schedule until the transaction ends.
+
+    SQLite already runs one write transaction at a time (IMMEDIATE). On PostgreSQL, students
+    racing for the same time would otherwise all insert conflicting rows at once; the
+    exclusion constraint then makes them wait for each other in cycles that the server
+    breaks one per deadlock_timeout, and a group session's first seats could take seconds.
+    With the lock, the sessions read below sees every committed competitor, so losers get
+    their answer at once and buffers hold under races too. The constraint stays the
+    guarantee. Returns whether a lock was taken (then reads made before it are stale).
+    """
+    if connection.vendor != "postgresql":
+        return False  # SQLite: this transaction holds the database's write lock already
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_COACH_SCHEDULE_LOCK, coach_id])
+    return True
+
+
 @transaction.atomic
 def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, Any],
                now: datetime) -> Booking:
-    session = None
-    if offer.capacity > 1:
-        session = (Session.objects.filter(offer=offer, starts_at=start,
-                                          status=SessionStatus.SCHEDULED).first())
-    if session is not None:
-        if Booking.objects.filter(session=session, student=student,
-                                  status=BookingStatus.ACTIVE).exists():
-            raise AlreadyBooked()
-        if session.seats_taken >= session.capacity:
-            raise SessionFull()
-        if _slot_offered(offer, start, now) is None:
-            raise SlotNotOffered(details={"start": start.isoformat()})
-        before = _snapshot(session)
-        # The row update is atomic: the check constraint and this filter both keep
-        # seats_taken <= capacity when the last seat is raced for.
-        took = Session.objects.filter(pk=session.pk, seats_taken__lt=F("capacity")).update(
-            seats_taken=F("seats_taken") + 1, updated_at=now)
-        if not took:
-            raise SessionFull()
-        session.refresh_from_db()
+    end = start + timedelta(minutes=offer.duration_minutes)
+    # One read of the coach's sessions answers most questions: the group session to join,
+    # or the committed session that holds the time (most losers of a race stop here,
+    # without queueing for the coach's lock).
+    sessions = _coach_sessions(offer.coach_id, start, end)
+    group_pk = _group_session(sessions, offer, start)
+    if group_pk is None:
+        _raise_if_taken(sessions, start, end)
+        if _lock_coach_schedule(offer.coach_id):  # PostgreSQL: re-read under the lock
+            sessions = _coach_sessions(offer.coach_id, start, end)
+            group_pk = _group_session(sessions, offer, start)
+    if group_pk is not None:
+        session, before = _take_seat(student, offer, group_pk, start, now)
         kind = "seat_taken"
     else:
-        end = start + timedelta(minutes=offer.duration_minutes)
-        sessions = _coach_sessions(offer.coach_id, start, end)
-        # Most losers of a race stop here, after one read: someone holds the time.
-        if any(s_start < end and s_end > start for _, _, s_start, s_end, *_ in sessions):
-            raise SlotTaken(details={"start": start.isoformat()})
+        _raise_if_taken(sessions, start, end)
         if _slot_offered(offer, start, now, sessions=sessions) is None:
             raise SlotNotOffered(details={"start": start.isoformat()})
         session = Session(coach=offer.coach, offer=offer, starts_at=start, ends_at=end,
@@ -376,6 +400,30 @@ def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, 
                                      booked_at=now)
     _audit(session, kind, student, now, before, booking)
     return booking
+
+
+def _take_seat(student: User, offer: Offer, session_pk: int, start: datetime,
+               now: datetime) -> tuple[Session, dict[str, Any]]:
+    """Join a group session; part of the caller's transaction."""
+    session = Session.objects.get(pk=session_pk)
+    if Booking.objects.filter(session=session, student=student,
+                              status=BookingStatus.ACTIVE).exists():
+        raise AlreadyBooked()
+    if session.seats_taken >= session.capacity:
+        raise SessionFull()
+    # The session being joined is not in the way of itself: leave it out of the check
+    # (others may fill it meanwhile; the conditional UPDATE below decides that race).
+    if _slot_offered(offer, start, now, exclude_session_id=session.pk) is None:
+        raise SlotNotOffered(details={"start": start.isoformat()})
+    before = _snapshot(session)
+    # Atomic row update: the filter and the check constraint both keep
+    # seats_taken <= capacity when the last seat is raced for.
+    took = Session.objects.filter(pk=session.pk, seats_taken__lt=F("capacity")).update(
+        seats_taken=F("seats_taken") + 1, updated_at=now)
+    if not took:
+        raise SessionFull()
+    session.refresh_from_db()
+    return session, before
 
 
 # --- reading --------------------------------------------------------------------------
@@ -482,9 +530,10 @@ def reschedule_session(actor: User, session_id: int, new_start: datetime, *,
     """Move a scheduled session to another offered slot of the same offer."""
     now = now or clock.now()
     new_start = clock.require_aware(new_start, "start")
-    get_session(actor, session_id)
+    coach_id = get_session(actor, session_id).coach_id  # a session's coach never changes
     try:
         with transaction.atomic():
+            _lock_coach_schedule(coach_id)  # before the row lock: the order bookings use
             session = _lock(session_id)
             if session.status != SessionStatus.SCHEDULED:
                 raise InvalidTransition("Only a scheduled session can be moved.")
