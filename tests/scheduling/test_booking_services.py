@@ -127,6 +127,27 @@ def test_buffers_block_neighbouring_slots(coach, student, now):
                               NINE + timedelta(hours=1), now=now)
 
 
+def test_buffers_hold_whichever_session_was_booked_first(coach, student, now):
+    offer = make_offer(coach, buffer_after_minutes=15, buffer_before_minutes=0)
+    services.book_session(student, offer.pk, NINE + timedelta(hours=1), now=now)
+    with pytest.raises(SlotNotOffered):  # 09-10 would leave no 15 minutes before 10:00
+        services.book_session(make_student("b@test.example"), offer.pk, NINE, now=now)
+    # Another offer's candidate respects the 10-11 session's own 15 minutes after it...
+    quarter = make_offer(coach, slot_step_minutes=15, duration_minutes=30)
+    with pytest.raises(SlotNotOffered):
+        services.book_session(make_student("c@test.example"), quarter.pk,
+                              NINE + timedelta(hours=2), now=now)
+    services.book_session(make_student("c2@test.example"), quarter.pk,
+                          NINE + timedelta(hours=2, minutes=15), now=now)  # 11:15-11:45
+    # ...and its own buffer before: 30 minutes of preparation after 11:45 + 0.
+    prepared = make_offer(coach, buffer_before_minutes=30, slot_step_minutes=15)
+    with pytest.raises(SlotNotOffered):
+        services.book_session(make_student("d@test.example"), prepared.pk,
+                              NINE + timedelta(hours=3), now=now)  # 12:00: 15 min only
+    assert services.book_session(make_student("e@test.example"), prepared.pk,
+                                 NINE + timedelta(hours=3, minutes=15), now=now)
+
+
 def test_group_offer_fills_seats_of_one_session(coach, now):
     offer = make_offer(coach, capacity=3)
     students = [make_student(f"s{i}@test.example") for i in range(4)]

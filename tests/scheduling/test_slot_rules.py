@@ -182,11 +182,16 @@ def test_buffers_around_busy_session() -> None:
         step=timedelta(minutes=30),
         buffer_before=timedelta(minutes=1),
     )
+    # The new session needs a free minute before it: not right after the busy one; ending
+    # right when the busy one starts is fine (the busy session has no buffers of its own).
     assert hhmm(one_day(NY, day, weekly, only_before, busy=busy), NY) == [
-        "11:00",
+        "09:00",
         "11:30",
         "12:00",
     ]
+    # The busy session's own buffers count too, whichever was booked first.
+    own = [Interval(busy[0].start, busy[0].end, buffer_after=timedelta(minutes=15))]
+    assert hhmm(one_day(NY, day, weekly, no_buffer, busy=own), NY) == ["09:00", "11:30", "12:00"]
 
 
 def test_busy_unsorted_and_overlapping_is_fine() -> None:
@@ -728,7 +733,8 @@ def reference_slots(case: Case) -> list[datetime]:
         if case.window_end is not None and s >= case.window_end:
             continue
         if any(
-            s < bi.end + rules.buffer_after and e > bi.start - rules.buffer_before
+            s - rules.buffer_before < bi.end + bi.buffer_after
+            and e + rules.buffer_after > bi.start - bi.buffer_before
             for bi in case.busy
         ):
             continue
@@ -814,12 +820,15 @@ def cases(draw: st.DrawFn) -> Case:
     for _ in range(draw(st.integers(0, 6))):
         length = draw(minutes(0, 180))
         b_start = now_utc + draw(minutes(-1440, 6 * 1440))
+        own_before, own_after = (draw(st.sampled_from([0, 0, 5, 15]).map(
+            lambda m: timedelta(minutes=m))) for _ in range(2))
         if (pin := pinned()) is not None:
-            # Ends right where a slot at `pin` may start, or starts right where it ends.
-            touch_after = pin - buffer_after - length
-            touch_before = pin + duration + buffer_before
+            # Ends (with both sides' buffers) right where a slot at `pin` may start, or
+            # starts right where it ends.
+            touch_after = pin - buffer_before - own_after - length
+            touch_before = pin + duration + buffer_after + own_before
             b_start = draw(st.sampled_from([touch_after, touch_before]))
-        busy.append(Interval(b_start, b_start + length))
+        busy.append(Interval(b_start, b_start + length, own_before, own_after))
     window_start = draw(st.none() | minutes(-1440, 4 * 1440).map(lambda d: now_utc + d))
     if draw(st.booleans()):
         window_start = pinned() or window_start
@@ -885,10 +894,11 @@ def test_slot_invariants(case: Case) -> None:
         assert timedelta(minutes=minute - a) % step == timedelta(0)
         midnight = datetime.combine(day, time(0))
         assert s.end <= _end_instant(midnight + timedelta(minutes=b), tz)
-        # Busy sessions widened by the buffers are never touched.
+        # Both sides' buffers are kept with every busy session.
         for bi in case.busy:
             assert not (
-                s.start < bi.end + rules.buffer_after and s.end > bi.start - rules.buffer_before
+                s.start - rules.buffer_before < bi.end + bi.buffer_after
+                and s.end + rules.buffer_after > bi.start - bi.buffer_before
             )
         assert now + rules.min_notice <= s.start <= now + rules.horizon
         if case.window_start is not None:

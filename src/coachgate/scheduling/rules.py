@@ -12,8 +12,10 @@ Model (see SPEC "Availability and slots"):
   skipped; ambiguous ones (fall-back fold) are taken once, at their first occurrence (fold=0).
 * A slot lasts ``duration`` of absolute time and must end no later than the UTC instant of the
   range's wall end.
-* Busy intervals widened by the buffers, minimum notice, horizon, an optional window and the
-  per-day cap then remove candidates.
+* Buffers keep time free between sessions whatever the booking order: between an earlier
+  session and a later one there must be earlier.buffer_after + later.buffer_before. Each
+  busy interval carries its own session's buffers; the candidate uses the rules' buffers.
+* Minimum notice, horizon, an optional window and the per-day cap then remove candidates.
 
 All instants handed in must be timezone-aware; all instants handed out are aware UTC.
 """
@@ -102,6 +104,9 @@ class BookingRules:
 class Interval:
     start: datetime  # aware, UTC
     end: datetime
+    # The busy session's own buffers (from its offer): time it needs free around it.
+    buffer_before: timedelta = timedelta(0)
+    buffer_after: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True, order=True)
@@ -334,14 +339,19 @@ def wall_intervals_for_date(
 def _merged_busy(
     busy: Sequence[Interval], before: timedelta, after: timedelta
 ) -> tuple[list[datetime], list[datetime]]:
-    """Busy intervals widened by the buffers, as naive-UTC, sorted, disjoint starts/ends."""
+    """Busy intervals widened so that a candidate [s, e) conflicts iff it overlaps one:
+    on the left by the busy session's buffer_before plus the candidate's buffer ``after``,
+    on the right by its buffer_after plus the candidate's ``before``. As naive-UTC, sorted,
+    disjoint starts/ends."""
     widened: list[tuple[datetime, datetime]] = []
     for item in busy:
         b_start = _require_aware(item.start, "busy start").replace(tzinfo=None)
         b_end = _require_aware(item.end, "busy end").replace(tzinfo=None)
         if b_end < b_start:
             raise ValueError(f"busy interval ends before it starts: {item!r}")
-        widened.append((b_start - before, b_end + after))
+        if item.buffer_before < timedelta(0) or item.buffer_after < timedelta(0):
+            raise ValueError(f"busy buffers must not be negative: {item!r}")
+        widened.append((b_start - item.buffer_before - after, b_end + item.buffer_after + before))
     widened.sort()
     starts: list[datetime] = []
     ends: list[datetime] = []
@@ -372,8 +382,9 @@ def compute_slots(
     """Bookable slots (aware UTC, sorted by start, unique starts) for one coach and offer.
 
     A slot [s, e) is offered iff its start is a wall-time step of a merged availability range
-    that exists in ``tz``, e <= the range's wall end instant, it overlaps no busy interval
-    widened by the buffers (s < busy.end + buffer_after and e > busy.start - buffer_before),
+    that exists in ``tz``, e <= the range's wall end instant, it keeps the buffers with every
+    busy interval (conflict iff s - rules.buffer_before < busy.end + busy.buffer_after and
+    e + rules.buffer_after > busy.start - busy.buffer_before),
     now + min_notice <= s <= now + horizon, window_start <= s < window_end (when given), and
     its local date has fewer than ``max_per_day`` busy intervals starting on it.
     """

@@ -181,7 +181,9 @@ def _availability(coach: CoachProfile) -> tuple[list[rules.WeeklyRule], list[rul
 
 # Sessions a little beyond a window matter: buffers and the per-day cap of local days.
 _MARGIN = timedelta(days=2)
-SessionRow = tuple[int, int, datetime, datetime, str, int, int]
+# id, offer_id, starts_at, ends_at, status, capacity, seats_taken, and the session's own
+# buffers (minutes, from its offer)
+SessionRow = tuple[int, int, datetime, datetime, str, int, int, int, int]
 
 
 # The hottest read (every booking attempt, every slot listing), so plain SQL: through the
@@ -189,9 +191,11 @@ SessionRow = tuple[int, int, datetime, datetime, str, int, int]
 # development machine; see docs/benchmarks.md). "status <> 'cancelled'" means live, the
 # same predicate as the no-overlap constraint's.
 _COACH_SESSIONS_SQL = (
-    "SELECT id, offer_id, starts_at, ends_at, status, capacity, seats_taken"
-    " FROM scheduling_session"
-    " WHERE coach_id = %s AND starts_at < %s AND ends_at > %s AND status <> 'cancelled'"
+    "SELECT s.id, s.offer_id, s.starts_at, s.ends_at, s.status, s.capacity, s.seats_taken,"
+    " o.buffer_before_minutes, o.buffer_after_minutes"
+    " FROM scheduling_session s JOIN catalog_offer o ON o.id = s.offer_id"
+    " WHERE s.coach_id = %s AND s.starts_at < %s AND s.ends_at > %s"
+    " AND s.status <> 'cancelled'"
 )
 
 
@@ -206,8 +210,8 @@ def _coach_sessions(coach_id: int, start: datetime, end: datetime,
     aware = connection.vendor == "sqlite"  # SQLite hands back naive UTC datetimes
     return [
         (pk, offer_id, s.replace(tzinfo=UTC) if aware else s,
-         e.replace(tzinfo=UTC) if aware else e, status, capacity, taken)
-        for pk, offer_id, s, e, status, capacity, taken in rows
+         e.replace(tzinfo=UTC) if aware else e, status, capacity, taken, before, after)
+        for pk, offer_id, s, e, status, capacity, taken, before, after in rows
         if pk != exclude_session_id
     ]
 
@@ -224,12 +228,13 @@ def _compute(
     overrides = [o for o in all_overrides if first <= o.day <= last]
     busy: list[rules.Interval] = []
     joinable: dict[datetime, int] = {}
-    for _pk, offer_id, s_start, s_end, status, capacity, taken in sessions:
+    for _pk, offer_id, s_start, s_end, status, capacity, taken, before, after in sessions:
         if (offer.capacity > 1 and offer_id == offer.pk and status == SessionStatus.SCHEDULED
                 and taken < capacity):
             joinable[s_start] = capacity - taken
         else:
-            busy.append(rules.Interval(s_start, s_end))
+            busy.append(rules.Interval(s_start, s_end, timedelta(minutes=before),
+                                       timedelta(minutes=after)))
     slots = rules.compute_slots(
         tz=ZoneInfo(coach.timezone), weekly=weekly, overrides=overrides,
         rules=booking_rules(offer), busy=busy, now=now, window_start=start, window_end=end,
