@@ -170,6 +170,9 @@ def test_offer_patch_rejects_nulls_and_archived_changes(coach, offer):
      "invalid_input"),
     ("/coach/availability", {"rules": [{"weekday": 0, "start": "9am", "end": "10:00"}]},
      "invalid_input"),
+    # Found by the API fuzz test: a UTC offset on a wall time used to answer 500.
+    ("/coach/availability", {"rules": [{"weekday": 0, "start": "09:00Z", "end": "10:00Z"}]},
+     "invalid_input"),
 ])
 def test_invalid_availability_writes_nothing(coach, path, body, code):
     from coachgate.scheduling.models import WeeklyAvailability

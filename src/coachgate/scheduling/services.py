@@ -69,7 +69,13 @@ class RuleInput:
 
 
 def _check_hours(start: time | None, end: time | None, field: str) -> None:
-    if start is None or end is None or end <= start:
+    if start is None or end is None:
+        raise InvalidInput("Give both a start and an end time.", details={"field": field})
+    if start.tzinfo is not None or end.tzinfo is not None:
+        raise InvalidInput("Availability times are local wall times in the coach's time zone: "
+                           "leave out the UTC offset (09:00, not 09:00Z).",
+                           details={"field": field})
+    if end <= start:
         raise InvalidInput("The end time must be after the start time.", details={"field": field})
 
 
