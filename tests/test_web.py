@@ -36,3 +36,21 @@ def test_browse_offer_book_and_cancel_in_the_browser(client, offer, student, now
 def test_healthz(client, db):
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+def test_pages_show_times_in_the_viewers_zone(client, offer, student, now):
+    """London 09:00 (UTC in March) is 18:00 in Tokyo: the label must say so, not just the
+    heading. Caught by looking at a screenshot: template filters convert to the active zone."""
+    with time_machine.travel(now, tick=False):
+        page = client.get(f"/offers/{offer.pk}/?tz=Asia/Tokyo").text
+        assert "Monday 03 March 2031" in page
+        assert ">18:00<" in page and ">09:00<" not in page
+        assert ">09:00<" in client.get(f"/offers/{offer.pk}/?tz=Europe/London").text
+        assert ">09:00<" in client.get(f"/offers/{offer.pk}/?tz=Nowhere/Atlantis").text  # UTC
+        student.timezone = "America/New_York"
+        student.save()
+        client.force_login(student)
+        client.post(f"/offers/{offer.pk}/book", {"start": MONDAY.replace(hour=9).isoformat()})
+        listing = client.get("/sessions/").text
+        assert "Mon 03 Mar 2031 04:00" in listing and "America/New_York" in listing
+

@@ -77,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "coachgate.web.middleware.ViewerTimezoneMiddleware",
 ]
 
 ROOT_URLCONF = "coachgate.urls"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from coachgate.accounts.models import User
@@ -23,15 +23,6 @@ from coachgate.scheduling import services as scheduling
 
 def _viewer(request: HttpRequest) -> User | None:
     return request.user if request.user.is_authenticated else None
-
-
-def _viewer_tz(request: HttpRequest) -> ZoneInfo:
-    user = _viewer(request)
-    name = request.GET.get("tz") or (user.timezone if user else "UTC")
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -60,7 +51,7 @@ def coach_page(request: HttpRequest, coach_id: int) -> HttpResponse:
 def offer_page(request: HttpRequest, offer_id: int) -> HttpResponse:
     viewer = _viewer(request)
     offer = catalog.get_offer(viewer, offer_id)
-    tz = _viewer_tz(request)
+    tz = timezone.get_current_timezone()  # the viewer's, see web.middleware
     now = clock.now()
     found = scheduling.list_slots(viewer, offer, start=now, end=now + timedelta(days=14))
     days: dict[str, list[tuple[datetime, scheduling.SlotView]]] = defaultdict(list)
@@ -93,10 +84,9 @@ def book(request: HttpRequest, offer_id: int) -> HttpResponse:
 @login_required
 def my_sessions(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
-    tz = _viewer_tz(request)
-    rows = [(s, s.starts_at.astimezone(tz))
-            for s in scheduling.visible_sessions(user).order_by("-starts_at")[:200]]
-    return render(request, "web/sessions.html", {"rows": rows, "tz": str(tz)})
+    rows = list(scheduling.visible_sessions(user).order_by("-starts_at")[:200])
+    return render(request, "web/sessions.html",
+                  {"rows": rows, "tz": str(timezone.get_current_timezone())})
 
 
 @login_required
