@@ -229,7 +229,9 @@ def list_sessions(request: HttpRequest, status: SessionStatus | None = None,
     user = current_user(request)
     qs = services.visible_sessions(user, status=status,
                                    ending_after=clock.now() if upcoming else None)
-    return [_session_out(user, s) for s in qs.order_by("starts_at")[:500]]
+    sessions = list(qs.order_by("starts_at")[:500])
+    prefetch_related_objects(sessions, "bookings__student")  # two queries for the whole list
+    return [_session_out(user, s) for s in sessions]
 
 
 @router.get("/sessions/{session_id}", response=SessionOut)

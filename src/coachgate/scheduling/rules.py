@@ -122,7 +122,17 @@ def _check_wall_time(value: object, what: str) -> None:
     if not isinstance(value, time):
         raise ValueError(f"{what} must be a datetime.time, got {type(value).__name__}")
     if value.tzinfo is not None:
-        raise ValueError(f"{what} must be a naive local wall time (no tzinfo)")
+        raise ValueError(f"{what} must be a local wall time without a UTC offset "
+                         f"(09:00, not 09:00Z)")
+
+
+def _check_wall_range(start: time, end: time, what: str) -> None:
+    _check_wall_time(start, "start")
+    _check_wall_time(end, "end")
+    if end <= start:
+        raise ValueError(
+            f"{what} end {end.isoformat()} must be after start {start.isoformat()} (same day)"
+        )
 
 
 def validate_weekly_rule(rule: WeeklyRule) -> None:
@@ -131,13 +141,7 @@ def validate_weekly_rule(rule: WeeklyRule) -> None:
         raise ValueError(f"weekday must be an int 0..6 (0=Monday), got {rule.weekday!r}")
     if not 0 <= rule.weekday <= 6:
         raise ValueError(f"weekday must be in 0..6 (0=Monday), got {rule.weekday}")
-    _check_wall_time(rule.start, "start")
-    _check_wall_time(rule.end, "end")
-    if rule.end <= rule.start:
-        raise ValueError(
-            f"weekly rule end {rule.end.isoformat()} must be after start "
-            f"{rule.start.isoformat()} (same day)"
-        )
+    _check_wall_range(rule.start, rule.end, "weekly rule")
 
 
 def validate_override(override: DateOverride) -> None:
@@ -152,13 +156,7 @@ def validate_override(override: DateOverride) -> None:
         return
     if override.start is None or override.end is None:
         raise ValueError("override start and end must both be set or both be None")
-    _check_wall_time(override.start, "start")
-    _check_wall_time(override.end, "end")
-    if override.end <= override.start:
-        raise ValueError(
-            f"override end {override.end.isoformat()} must be after start "
-            f"{override.start.isoformat()} (same day)"
-        )
+    _check_wall_range(override.start, override.end, "override")
 
 
 def validate_booking_rules(rules: BookingRules) -> None:

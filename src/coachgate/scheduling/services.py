@@ -7,10 +7,10 @@ transaction and emits a session event once that transaction commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, OperationalError, connection, transaction
@@ -18,7 +18,7 @@ from django.db.models import F, Q, QuerySet
 
 from coachgate.accounts.models import Role, User
 from coachgate.catalog.models import CoachProfile, Offer
-from coachgate.catalog.rules import validate_intake_answers
+from coachgate.catalog.rules import parse_access_policy, validate_intake_answers
 from coachgate.catalog.services import coach_profile_of
 from coachgate.kit import clock
 from coachgate.kit.errors import (
@@ -48,13 +48,13 @@ from .models import (
     AvailabilityOverride,
     Booking,
     BookingStatus,
-    OverrideKind,
     Session,
     SessionEvent,
     WeeklyAvailability,
 )
 from .signals import bump_availability_version
 
+T = TypeVar("T")
 OVERLAP_CONSTRAINT = "scheduling_session_no_overlap"
 MAX_SLOT_WINDOW = timedelta(days=92)
 
@@ -68,15 +68,14 @@ class RuleInput:
     end: time
 
 
-def _check_hours(start: time | None, end: time | None, field: str) -> None:
-    if start is None or end is None:
-        raise InvalidInput("Give both a start and an end time.", details={"field": field})
-    if start.tzinfo is not None or end.tzinfo is not None:
-        raise InvalidInput("Availability times are local wall times in the coach's time zone: "
-                           "leave out the UTC offset (09:00, not 09:00Z).",
-                           details={"field": field})
-    if end <= start:
-        raise InvalidInput("The end time must be after the start time.", details={"field": field})
+def _as_input(build: Callable[..., T], field: str, *args: Any) -> T:
+    """Build a pure rule object; whatever it refuses is the caller's invalid input (422)."""
+    try:
+        return build(*args)
+    except ValueError as exc:
+        message = str(exc)
+        raise InvalidInput(message[:1].upper() + message[1:] + ".",
+                           details={"field": field}) from None
 
 
 def set_weekly_availability(actor: User, items: Iterable[RuleInput]) -> list[WeeklyAvailability]:
@@ -84,10 +83,7 @@ def set_weekly_availability(actor: User, items: Iterable[RuleInput]) -> list[Wee
     coach = coach_profile_of(actor)
     items = list(items)
     for i, item in enumerate(items):
-        if not 0 <= item.weekday <= 6:
-            raise InvalidInput("weekday is 0 (Monday) to 6 (Sunday).",
-                               details={"field": f"rules[{i}].weekday"})
-        _check_hours(item.start, item.end, f"rules[{i}]")
+        _as_input(rules.WeeklyRule, f"rules[{i}]", item.weekday, item.start, item.end)
     with transaction.atomic():
         WeeklyAvailability.objects.filter(coach=coach).delete()
         created = WeeklyAvailability.objects.bulk_create(
@@ -118,10 +114,7 @@ def add_override(
     actor: User, *, day: date, kind: str, start: time | None = None, end: time | None = None
 ) -> AvailabilityOverride:
     coach = coach_profile_of(actor)
-    if kind not in OverrideKind.values:
-        raise InvalidInput("kind is 'blocked' or 'extra'.", details={"field": "kind"})
-    if kind == OverrideKind.EXTRA or start is not None or end is not None:
-        _check_hours(start, end, "end")
+    _as_input(rules.DateOverride, "override", day, kind, start, end)
     return AvailabilityOverride.objects.create(
         coach=coach, day=day, kind=kind, start_time=start, end_time=end
     )
@@ -421,11 +414,12 @@ def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, 
         if _lock_coach_schedule(offer.coach_id) and _needs_fresh_read(offer):
             sessions = _coach_sessions(offer.coach_id, start, end)
             group_pk = _group_session(sessions, offer, start)
+            if group_pk is None:
+                _raise_if_taken(sessions, start, end)
     if group_pk is not None:
-        session, before = _take_seat(student, offer, group_pk, start, now)
+        session, before = _take_seat(student, offer, group_pk, start, now, sessions)
         kind = "seat_taken"
     else:
-        _raise_if_taken(sessions, start, end)
         if _slot_offered(offer, start, now, sessions=sessions) is None:
             raise SlotNotOffered(details={"start": start.isoformat()})
         session = Session(coach=offer.coach, offer=offer, starts_at=start, ends_at=end,
@@ -439,9 +433,10 @@ def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, 
     return booking
 
 
-def _take_seat(student: User, offer: Offer, session_pk: int, start: datetime,
-               now: datetime) -> tuple[Session, dict[str, Any]]:
-    """Join a group session; part of the caller's transaction."""
+def _take_seat(student: User, offer: Offer, session_pk: int, start: datetime, now: datetime,
+               sessions: list[SessionRow]) -> tuple[Session, dict[str, Any]]:
+    """Join a group session; part of the caller's transaction. ``sessions`` are the coach's
+    sessions the caller read."""
     session = Session.objects.get(pk=session_pk)
     if Booking.objects.filter(session=session, student=student,
                               status=BookingStatus.ACTIVE).exists():
@@ -450,7 +445,8 @@ def _take_seat(student: User, offer: Offer, session_pk: int, start: datetime,
         raise SessionFull()
     # The session being joined is not in the way of itself: leave it out of the check
     # (others may fill it meanwhile; the conditional UPDATE below decides that race).
-    if _slot_offered(offer, start, now, exclude_session_id=session.pk) is None:
+    others = [row for row in sessions if row[0] != session.pk]
+    if _slot_offered(offer, start, now, sessions=others) is None:
         raise SlotNotOffered(details={"start": start.isoformat()})
     before = _snapshot(session)
     # Atomic row update: the filter and the check constraint both keep
@@ -470,7 +466,7 @@ def visible_sessions(
     actor: User, *, status: str | None = None, ending_after: datetime | None = None
 ) -> QuerySet[Session]:
     """Students see sessions they booked, coaches their own sessions, admins all."""
-    qs = Session.objects.select_related("offer", "coach").prefetch_related("bookings__student")
+    qs = Session.objects.select_related("offer", "coach")
     if status is not None:
         qs = qs.filter(status=status)
     if ending_after is not None:
@@ -636,8 +632,8 @@ def start_session(actor: User, session_id: int, *, now: datetime | None = None) 
     """SCHEDULED -> IN_PROGRESS, from the moment the join window opens."""
     now = now or clock.now()
     session = _require_coach_or_admin(actor, session_id)
-    join_open = session.starts_at - timedelta(
-        seconds=int(session.offer.access_policy.get("join_window_before_s", 300)))
+    policy = parse_access_policy(session.offer.access_policy)
+    join_open = session.starts_at - timedelta(seconds=policy.join_window_before_s)
     if now < join_open:
         raise InvalidTransition("The session cannot start before its join window opens.",
                                 details={"join_window_opens_at": join_open.isoformat()})
