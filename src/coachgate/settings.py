@@ -58,11 +58,17 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "allauth",
     "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.discord",
     "django_htmx",
+    "django_tasks",
+    "django_tasks_db",
     "coachgate.kit",
     "coachgate.accounts",
     "coachgate.catalog",
     "coachgate.scheduling",
+    "coachgate.notify",
+    "coachgate.access",
     "coachgate.web",
 ]
 
@@ -149,6 +155,30 @@ EMAIL_BACKEND = os.environ.get(
 )
 DEFAULT_FROM_EMAIL = os.environ.get("COACHGATE_FROM_EMAIL", "coachgate@localhost")
 
+EMAIL_HOST = os.environ.get("COACHGATE_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("COACHGATE_EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("COACHGATE_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("COACHGATE_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("COACHGATE_EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
+
+# --- Tasks (wake-ups; truth stays in domain rows) ---------------------------------------
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# --- Linked accounts (Discord) ---------------------------------------------------------
+# Tokens are not stored by allauth in plain text: coachgate keeps its own encrypted copy
+# (accounts.DiscordLink), so allauth's token table stays empty.
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_PROVIDERS = {
+    "discord": {
+        "SCOPE": ["identify", "guilds.join"],
+        "APP": {
+            "client_id": os.environ.get("COACHGATE_DISCORD_CLIENT_ID", ""),
+            "secret": os.environ.get("COACHGATE_DISCORD_CLIENT_SECRET", ""),
+        },
+    }
+}
+
 # --- I18N / time ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -168,6 +198,18 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 COACHGATE = {
     "DEFAULT_CURRENCY": os.environ.get("COACHGATE_DEFAULT_CURRENCY", "USD"),
     "PUBLIC_URL": os.environ.get("COACHGATE_PUBLIC_URL", "http://127.0.0.1:8000"),
+    # Key for secrets at rest (bot token, linked-account tokens). Defaults to a key
+    # derived from SECRET_KEY; an operator may set a separate one (urlsafe base64, 32 bytes).
+    "ENCRYPTION_KEY": os.environ.get("COACHGATE_ENCRYPTION_KEY", ""),
+    # Discord: the admin page overrides these; env vars let automation configure a guild.
+    "DISCORD_API_URL": os.environ.get("COACHGATE_DISCORD_API_URL", "https://discord.com/api/v10"),
+    "DISCORD_GUILD_ID": os.environ.get("COACHGATE_DISCORD_GUILD_ID", ""),
+    "DISCORD_BOT_TOKEN": os.environ.get("COACHGATE_DISCORD_BOT_TOKEN", ""),
+    # The worker: how often it polls for due wake-ups and how often it sweeps for drift.
+    "WORKER_POLL_INTERVAL": float(os.environ.get("COACHGATE_WORKER_POLL_INTERVAL", "0.1")),
+    "SWEEP_INTERVAL": float(os.environ.get("COACHGATE_SWEEP_INTERVAL", "30")),
+    # Shared secret for the external-cron trigger endpoint (empty: endpoint disabled).
+    "CRON_SECRET": os.environ.get("COACHGATE_CRON_SECRET", ""),
 }
 
 LOGGING = {

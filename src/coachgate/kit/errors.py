@@ -94,3 +94,19 @@ class PastSlot(SlotNotOffered):
 class CancellationNotAllowed(Conflict):
     code = "cancellation_not_allowed"
     default_message = "This session can no longer be cancelled."
+
+
+class DiscordRequired(Conflict):
+    code = "discord_required"
+    default_message = (
+        "This session takes place in a private Discord voice channel: connect your Discord "
+        "account (and join the server) before booking."
+    )
+
+
+class GuildFull(Conflict):
+    code = "guild_full"
+    default_message = (
+        "The Discord server has no room for another private session channel at that time. "
+        "Please pick another time or ask an admin to free channels."
+    )

@@ -12,6 +12,10 @@ from django.dispatch import Signal
 # Sent with: kind (str), session_id (int), booking_id (int | None)
 session_changed = Signal()
 
+# Sent synchronously before a booking is written, with: student, offer, start, end, now.
+# A receiver refuses the booking by raising a CoachgateError (its 4xx reaches the caller).
+booking_requested = Signal()
+
 
 def emit_on_commit(kind: str, session_id: int, booking_id: int | None = None) -> None:
     transaction.on_commit(

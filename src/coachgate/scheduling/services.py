@@ -36,7 +36,7 @@ from coachgate.kit.errors import (
 )
 
 from . import rules
-from .events import emit_on_commit
+from .events import booking_requested, emit_on_commit
 from .lifecycle import (
     CancellationOutcome,
     SessionStatus,
@@ -308,7 +308,7 @@ def _is_transient(exc: OperationalError) -> bool:
 
 _BOOKING_OFFER_FIELDS = (
     "coach__id", "coach__timezone", "coach__status", "coach__availability_version",
-    "status", "capacity",
+    "status", "capacity", "delivery", "access_policy",
     "duration_minutes", "intake_fields", "buffer_before_minutes", "buffer_after_minutes",
     "min_notice_minutes", "horizon_days", "max_sessions_per_day", "slot_step_minutes",
 )
@@ -332,6 +332,10 @@ def book_session(
     answers = validate_intake_answers(offer.intake_fields, intake or {})
     if start <= now:
         raise PastSlot(details={"start": start.isoformat()})
+    # Domains above scheduling may refuse a booking with a clear 4xx (access: Discord link
+    # missing, guild full) before anything is written.
+    booking_requested.send(sender=None, student=student, offer=offer, start=start,
+                           end=start + timedelta(minutes=offer.duration_minutes), now=now)
     # A group session can be created by two students at once; the loser of that race joins
     # the winner's session on the next attempt. On PostgreSQL, two concurrent inserts that
     # conflict on the exclusion constraint may each wait for the other; the server then
