@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 
+from coachgate.access.api import router as access_router
 from coachgate.accounts.api import router as accounts_router
 from coachgate.catalog.api import router as catalog_router
 from coachgate.kit.errors import CoachgateError
@@ -28,6 +29,7 @@ api = NinjaAPI(
 api.add_router("/", accounts_router)
 api.add_router("/", catalog_router)
 api.add_router("/", scheduling_router)
+api.add_router("/", access_router)
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str,

@@ -1,4 +1,5 @@
-"""The `coachgate` command: serve, migrate, demo, user, token, manage."""
+"""The `coachgate` command: serve, worker, migrate, demo, check, reconcile, emulator, user,
+token, manage."""
 
 from __future__ import annotations
 
@@ -29,9 +30,95 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from coachgate.wsgi import application
 
+    worker = None
+    if _embedded_worker(args):
+        worker = _make_worker(sweep_interval=None)
+        worker.start()
+        print("coachgate worker running in-process (embedded default)", flush=True)
     print(f"coachgate listening on http://{args.host}:{args.port}/  (Ctrl-C to stop)", flush=True)
-    serve(application, host=args.host, port=args.port, threads=args.threads, ident="coachgate")
+    try:
+        serve(application, host=args.host, port=args.port, threads=args.threads,
+              ident="coachgate")
+    finally:
+        if worker is not None:
+            worker.stop()
     return 0
+
+
+def _embedded_worker(args: argparse.Namespace) -> bool:
+    """`serve` runs the worker in-process on SQLite (the embedded default) unless told not
+    to; on PostgreSQL run `coachgate worker` processes instead (or pass --with-worker)."""
+    from django.conf import settings
+
+    if getattr(args, "no_worker", False):
+        return False
+    if getattr(args, "with_worker", False):
+        return True
+    return bool(settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"))
+
+
+def _make_worker(*, sweep_interval: float | None, poll_interval: float | None = None,
+                 sweep: bool = True):  # type: ignore[no-untyped-def]
+    from django.conf import settings
+
+    from coachgate.access.services import worker_identity
+    from coachgate.access.worker import GateWorker
+
+    cfg = settings.COACHGATE
+    return GateWorker(
+        poll_interval=cfg["WORKER_POLL_INTERVAL"] if poll_interval is None else poll_interval,
+        sweep_interval=cfg["SWEEP_INTERVAL"] if sweep_interval is None else sweep_interval,
+        worker_id=worker_identity(), sweep=sweep)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    if args.processes > 1:
+        import subprocess
+
+        child = [sys.executable, "-m", "coachgate.cli", "worker", "--processes", "1",
+                 *(["--poll", str(args.poll)] if args.poll is not None else []),
+                 *(["--sweep-interval", str(args.sweep_interval)]
+                   if args.sweep_interval is not None else []),
+                 *(["--no-sweep"] if args.no_sweep else [])]
+        procs = [subprocess.Popen(child) for _ in range(args.processes)]  # noqa: S603
+        try:
+            return max(p.wait() for p in procs)
+        except KeyboardInterrupt:
+            for p in procs:
+                p.terminate()
+            return 0
+    _setup()
+    worker = _make_worker(sweep_interval=args.sweep_interval, poll_interval=args.poll,
+                          sweep=not args.no_sweep)
+    print(f"coachgate worker {worker.worker_id} started", flush=True)
+    worker.run_forever()
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    _setup()
+    import json
+
+    from coachgate.access.services import sweep
+
+    report = sweep(limit=args.limit)
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    _setup()
+    from coachgate.access.check import check_guild
+
+    report = check_guild(mode=args.mode)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from coachgate.integrations.discord.emulator import main as emulator_main
+
+    return int(emulator_main(["--port", str(args.port)]) or 0)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -111,7 +198,31 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the web server (migrates first)")
     net(s)
     s.add_argument("--no-migrate", action="store_true")
+    s.add_argument("--no-worker", action="store_true", help="do not run the worker in-process")
+    s.add_argument("--with-worker", action="store_true",
+                   help="run the worker in-process even on PostgreSQL")
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("worker", help="run gate workers (tasks as they fall due + sweeps)")
+    s.add_argument("--processes", type=int, default=1)
+    s.add_argument("--poll", type=float, default=None, help="seconds between task polls")
+    s.add_argument("--sweep-interval", type=float, default=None)
+    s.add_argument("--no-sweep", action="store_true")
+    s.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("reconcile", help="sweep once: converge everything that is behind")
+    s.add_argument("--limit", type=int, default=5000)
+    s.set_defaults(func=cmd_reconcile)
+
+    s = sub.add_parser("check", help="check the Discord bot's permissions in the guild")
+    s.add_argument("--mode", default=None,
+                   choices=["member_overwrites", "session_role", "offer_role"],
+                   help="default: every mode used by a published offer")
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("emulator", help="run the local Discord emulator on its own")
+    s.add_argument("--port", type=int, default=8765)
+    s.set_defaults(func=cmd_emulator)
 
     s = sub.add_parser("migrate", help="apply database migrations")
     s.set_defaults(func=cmd_migrate)

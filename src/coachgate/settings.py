@@ -210,6 +210,8 @@ COACHGATE = {
     "SWEEP_INTERVAL": float(os.environ.get("COACHGATE_SWEEP_INTERVAL", "30")),
     # Shared secret for the external-cron trigger endpoint (empty: endpoint disabled).
     "CRON_SECRET": os.environ.get("COACHGATE_CRON_SECRET", ""),
+    # Bearer token for /metrics from another machine (loopback and admins need none).
+    "METRICS_TOKEN": os.environ.get("COACHGATE_METRICS_TOKEN", ""),
 }
 
 LOGGING = {

@@ -5,6 +5,7 @@ from . import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     path("coaches/<int:coach_id>/", views.coach_page, name="coach"),
     path("offers/<int:offer_id>/", views.offer_page, name="offer"),
     path("offers/<int:offer_id>/book", views.book, name="book"),

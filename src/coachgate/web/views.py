@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
@@ -29,6 +30,31 @@ def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cur:
         cur.execute("SELECT 1")
     return JsonResponse({"status": "ok", "database": connection.vendor})
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics. Scraped from the machine itself, by an admin, or with
+    `Authorization: Bearer <COACHGATE_METRICS_TOKEN>`."""
+    import hmac
+    import os
+
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+    token = settings.COACHGATE.get("METRICS_TOKEN", "")
+    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    allowed = (request.META.get("REMOTE_ADDR") in ("127.0.0.1", "::1")
+               or (token and hmac.compare_digest(sent.encode(), token.encode()))
+               or (request.user.is_authenticated and request.user.role == "admin"))
+    if not allowed:
+        return JsonResponse({"code": "forbidden", "message": "Metrics are for the operator."},
+                            status=403)
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 def home(request: HttpRequest) -> HttpResponse:

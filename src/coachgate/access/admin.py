@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html_join
+
+from coachgate.kit import clock
+
+from . import services
+from .models import Category, DiscordCall, GuildState, OfferRole, SessionAccess
+
+
+class DiscordCallInline(admin.TabularInline):
+    model = DiscordCall
+    fields = ("at", "method", "route", "status", "duration_ms")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-at",)
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(SessionAccess)
+class SessionAccessAdmin(admin.ModelAdmin):
+    """Each session's gates, access state, last error and Discord calls."""
+
+    list_display = ("session", "mode", "phase", "next_due_at", "error_kind", "attempts",
+                    "discord_calls", "channel_id", "last_run_at")
+    list_filter = ("phase", "error_kind", "mode", "discord")
+    search_fields = ("session__id", "channel_id", "last_error")
+    readonly_fields = ("gates", *[f.name for f in SessionAccess._meta.fields])
+    actions = ["converge_now"]
+    inlines = [DiscordCallInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="gates")
+    def gates(self, obj: SessionAccess) -> str:
+        return format_html_join(
+            "", "<div>{} — {}</div>",
+            ((g.at.isoformat(), g.kind.value + (f" ({g.before_s}s before)" if g.before_s
+                                                 else ""))
+             for g in services.gates_of(obj.session)))
+
+    @admin.action(description="Run the gates of the selected sessions now")
+    def converge_now(self, request: HttpRequest, queryset: QuerySet[SessionAccess]) -> None:
+        results = [services.converge(row.pk, now=clock.now()) for row in queryset[:100]]
+        summary = ", ".join(f"{r.session_id}: {r.outcome}" for r in results)
+        self.message_user(request, f"Converged: {summary}", messages.INFO)
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ("category_id", "name", "guild_id", "configured", "full", "created_at")
+
+
+@admin.register(OfferRole)
+class OfferRoleAdmin(admin.ModelAdmin):
+    list_display = ("offer", "guild_id", "role_id", "channel_id")
+
+
+@admin.register(GuildState)
+class GuildStateAdmin(admin.ModelAdmin):
+    list_display = ("guild_id", "other_channels", "checked_at")

@@ -1,0 +1,107 @@
+"""Routes for session access and the external-cron trigger. Thin: services decide."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Router, Schema
+from ninja.security import HttpBearer
+
+from coachgate.accounts.auth import API_AUTH, current_user
+from coachgate.accounts.models import Role
+from coachgate.kit import clock
+from coachgate.kit.errors import Forbidden
+from coachgate.scheduling.lifecycle import LIVE
+from coachgate.scheduling.services import get_session
+
+from . import rules, services
+from .models import SessionAccess
+
+router = Router(tags=["access"])
+
+
+class CronSecret(HttpBearer):
+    """`Authorization: Bearer <COACHGATE_CRON_SECRET>`, compared in constant time. With no
+    secret configured the endpoint accepts nobody."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> str | None:
+        secret = settings.COACHGATE.get("CRON_SECRET", "")
+        if secret and hmac.compare_digest(token.encode(), secret.encode()):
+            return "cron"
+        return None
+
+
+class SweepOut(Schema):
+    rows_created: int
+    converged: int
+    outcomes: dict[str, int]
+    channels_recreated: int
+    overwrites_repaired: int
+    orphans_deleted: int
+    drift_error: str
+
+
+@router.post("/system/sweep", response=SweepOut, auth=CronSecret(),
+             summary="Run the sweep now (for an external cron)")
+def run_sweep(request: HttpRequest) -> dict[str, Any]:
+    return services.sweep(now=clock.now(), limit=2000).as_dict()
+
+
+class GateOut(Schema):
+    kind: str
+    at: datetime
+    before_s: int
+
+
+class AccessOut(Schema):
+    session_id: int
+    phase: str
+    desired_phase: str
+    join_window_open: bool
+    link: str | None
+    next_due_at: datetime | None
+    gates: list[GateOut]
+    error_kind: str | None = None
+    last_error: str | None = None
+    discord_calls: int | None = None
+
+
+@router.get("/sessions/{session_id}/access", response=AccessOut, auth=API_AUTH,
+            summary="A session's gates and access state")
+def session_access(request: HttpRequest, session_id: int) -> dict[str, Any]:
+    user = current_user(request)
+    session = get_session(user, session_id)  # 404 unless the caller may see it
+    now = clock.now()
+    gates = services.gates_of(session)
+    live = session.status in LIVE
+    row = SessionAccess.objects.filter(pk=session.pk).first()
+    open_now = rules.join_window_open(gates, live=live, now=now)
+    out: dict[str, Any] = {
+        "session_id": session.pk,
+        "phase": row.phase if row else rules.Phase.NONE.value,
+        "desired_phase": rules.desired_phase(gates, live=live, now=now).value,
+        "join_window_open": open_now,
+        # The link is only handed out while the join window is open.
+        "link": services.channel_link(row) if row and open_now else None,
+        "next_due_at": row.next_due_at if row else None,
+        "gates": [{"kind": g.kind.value, "at": g.at, "before_s": g.before_s} for g in gates],
+    }
+    if user.role == Role.ADMIN and row is not None:
+        out.update(error_kind=row.error_kind, last_error=row.last_error,
+                   discord_calls=row.discord_calls)
+    return out
+
+
+@router.post("/sessions/{session_id}/access/converge", response=AccessOut, auth=API_AUTH,
+             summary="Converge a session's access now (admins)")
+def converge_now(request: HttpRequest, session_id: int) -> dict[str, Any]:
+    user = current_user(request)
+    if user.role != Role.ADMIN:
+        get_session(user, session_id)  # 404 for sessions the caller cannot see
+        raise Forbidden("Only admins can run a session's gates by hand.")
+    services.converge(session_id, now=clock.now())
+    return session_access(request, session_id)

@@ -1,0 +1,837 @@
+"""Access use cases: keep each session's access row in step with the session, and converge
+Discord to what the clock says.
+
+Every run is level-triggered: it reads the session, computes the desired phase for
+(session, policy, now) with the pure rules, and makes Discord match. A run that is late,
+repeated, or follows a crash therefore does the right thing, and revocation outranks
+everything because ``desired_phase`` answers REVOKED at or after the revoke gate whatever
+happened before.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from coachgate.accounts import discord as linked
+from coachgate.accounts.models import Role, User
+from coachgate.catalog.models import Delivery, Offer
+from coachgate.catalog.rules import AccessPolicy, parse_access_policy
+from coachgate.integrations.discord import permissions as perms
+from coachgate.integrations.discord.client import (
+    ActionRequired,
+    CallRecord,
+    DiscordClient,
+    DiscordError,
+    DiscordNotFound,
+    LimitReached,
+    RetryLater,
+)
+from coachgate.kit import clock, metrics
+from coachgate.scheduling.lifecycle import LIVE
+from coachgate.scheduling.models import Booking, BookingStatus, Session
+
+from . import rules
+from .models import Category, DiscordCall, ErrorKind, GuildState, OfferRole, SessionAccess
+from .rules import GateKind, Phase
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+BUSY_RETRY = timedelta(seconds=1)
+ACTION_RETRY = timedelta(minutes=5)  # a revoke that someone must fix is still retried
+CATEGORY_CAPACITY = 50
+GUILD_CHANNEL_LIMIT = 500
+
+MEMBER_ALLOW = perms.VIEW_CHANNEL | perms.CONNECT | perms.SPEAK
+EVERYONE_DENY = perms.VIEW_CHANNEL | perms.CONNECT
+BOT_ALLOW = perms.VIEW_CHANNEL | perms.CONNECT | perms.MANAGE_CHANNELS
+LIVE_STATUSES = [s.value for s in LIVE]
+
+
+class NotConfigured(Exception):
+    """No guild or bot token is configured: someone must act."""
+
+
+class AccessProblem(Exception):
+    """Something in Discord that retrying cannot fix (shown to admins)."""
+
+
+# --- the Discord client, one per process ------------------------------------------------
+
+_local = threading.local()
+_clients: dict[tuple[str, str], DiscordClient] = {}
+_clients_lock = threading.Lock()
+_bot_ids: dict[str, str] = {}
+
+
+def _on_call(record: CallRecord) -> None:
+    calls = getattr(_local, "calls", None)
+    if calls is not None:
+        calls.append(record)
+
+
+def discord_client(cfg: linked.GuildSettings) -> DiscordClient:
+    """The process's client for this configuration: rate-limit buckets are learnt once
+    and shared by every run in the process."""
+    key = (cfg.api_url, cfg.bot_token)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = linked.bot_client(on_call=_on_call)
+            if client is None:
+                raise NotConfigured("Discord is not configured (guild id and bot token).")
+            _clients[key] = client
+        return client
+
+
+def _bot_user_id(client: DiscordClient, cfg: linked.GuildSettings) -> str:
+    key = cfg.api_url + cfg.bot_token
+    if key not in _bot_ids:
+        _bot_ids[key] = str(client.get_current_user()["id"])
+    return _bot_ids[key]
+
+
+# --- keeping the access row in step with the session -------------------------------------
+
+
+def _policy(offer: Offer) -> AccessPolicy:
+    return parse_access_policy(offer.access_policy)
+
+
+def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
+    """Create or update the session's access row after the session changed (booked,
+    rescheduled, cancelled, finished) and schedule the wake-up. Runs in the caller's
+    transaction; the wake-up is enqueued on commit."""
+    offer = session.offer
+    policy = _policy(offer)
+    gates = rules.timeline(session.starts_at, session.ends_at, policy)
+    window_start, window_end = rules.access_window(session.starts_at, session.ends_at, policy)
+    live = session.status in LIVE
+    row = SessionAccess.objects.filter(pk=session.pk).first()
+    if row is None:
+        row = SessionAccess(session=session, window_start=window_start, window_end=window_end,
+                            discord=offer.delivery == Delivery.DISCORD_VOICE,
+                            mode=policy.discord_mode)
+    elif (row.window_start, row.window_end) != (window_start, window_end):
+        # Rescheduled: reminders and the "access is open" message belong to the new time.
+        row.reminder_sent_before_s = None
+        row.access_open_sent = False
+    row.window_start, row.window_end = window_start, window_end
+    desired = rules.desired_phase(gates, live=live, now=now)
+    holds_nothing = not (row.channel_id or row.role_id or row.granted)
+    if desired == Phase.REVOKED and holds_nothing and row.phase in (Phase.NONE, Phase.REVOKED):
+        # Cancelled (or over) before anything was made: nothing to undo, no run needed.
+        row.phase = Phase.REVOKED
+        row.next_due_at = None
+    elif row.phase != desired or _reminder_due(row, session, gates, now) is not None:
+        row.next_due_at = now
+    else:
+        row.next_due_at = rules.next_due(gates, now=now, live=live)
+    row.save()
+    wake_up_on_commit(session.pk, row.next_due_at)
+    return row
+
+
+def wake_up_on_commit(session_id: int, at: datetime | None) -> None:
+    if at is None:
+        return
+    from .tasks import converge_session  # tasks import services: import here
+
+    def enqueue() -> None:
+        converge_session.using(run_after=at).enqueue(session_id)
+
+    transaction.on_commit(enqueue)
+
+
+def _reminder_due(row: SessionAccess, session: Session, gates: list[rules.Gate],
+                  now: datetime) -> int | None:
+    return rules.due_reminder(gates, now=now, booked_at=session.created_at,
+                              starts_at=session.starts_at,
+                              last_sent_before_s=row.reminder_sent_before_s)
+
+
+# --- one run ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    session_id: int
+    outcome: str  # ok | retry | action | busy | gone
+    phase: str = ""
+    calls: int = 0
+    error: str = ""
+
+
+@dataclass
+class _Participant:
+    user: User
+    discord_id: str | None
+
+
+@dataclass
+class _Run:
+    row: SessionAccess
+    session: Session
+    policy: AccessPolicy
+    gates: list[rules.Gate]
+    now: datetime
+    participants: list[_Participant] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:64]
+
+
+def converge(session_id: int, *, now: datetime | None = None, owner: str = "") -> RunResult:
+    """Converge one session's access to what the clock says. Safe to call at any time,
+    any number of times, from any number of workers."""
+    now = now or clock.now()
+    owner = owner or worker_identity()
+    claimed = (SessionAccess.objects.filter(pk=session_id)
+               .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+               .update(lease_until=now + LEASE, lease_owner=owner))
+    if not claimed:
+        if not SessionAccess.objects.filter(pk=session_id).exists():
+            session = Session.objects.select_related("offer").filter(pk=session_id).first()
+            if session is None:
+                return RunResult(session_id, "gone")
+            with transaction.atomic():
+                sync_access_row(session, now=now)
+            return converge(session_id, now=now, owner=owner)
+        # Another run holds it; look again shortly (it may have started before a change).
+        with transaction.atomic():
+            wake_up_on_commit(session_id, now + BUSY_RETRY)
+        metrics.GATE_RUNS.labels(kind="any", result="busy").inc()
+        return RunResult(session_id, "busy")
+
+    _local.calls = []
+    try:
+        row = (SessionAccess.objects
+               .select_related("session__offer", "session__coach__user").get(pk=session_id))
+        result = _run_claimed(row, now)
+    finally:
+        calls: list[CallRecord] = _local.calls
+        _local.calls = None
+    result.calls = len(calls)
+    _finish(row, result, calls, now)
+    return result
+
+
+def _run_claimed(row: SessionAccess, now: datetime) -> RunResult:
+    session = row.session
+    policy = _policy(session.offer)
+    gates = rules.timeline(session.starts_at, session.ends_at, policy)
+    live = session.status in LIVE
+    desired = rules.desired_phase(gates, live=live, now=now)
+    run = _Run(row, session, policy, gates, now)
+    due = row.next_due_at
+    if due is not None and due <= now:
+        kind = next((g.kind for g in reversed(gates) if g.at <= due), GateKind.PROVISION)
+        if row.attempts == 0:  # lateness of a gate, not of a retry
+            metrics.GATE_LATENESS.labels(kind=kind.value).observe((now - due).total_seconds())
+    row._snapshot = _session_snapshot(session)  # type: ignore[attr-defined]  # checked in _finish
+    result = RunResult(session.pk, "ok", phase=desired.value)
+    try:
+        if row.discord:
+            _converge_discord(run, desired)
+        row.phase = desired
+        row.error_kind, row.last_error, row.attempts = ErrorKind.NONE, "", 0
+        if run.problems:
+            row.error_kind, row.last_error = ErrorKind.ACTION, "; ".join(run.problems)[:2000]
+            result.outcome, result.error = "action", row.last_error
+        row.next_due_at = rules.next_due(gates, now=now, live=live)
+        if live and row.phase == Phase.GRANTED and not row.access_open_sent:
+            _notify_access_open(run)
+            row.access_open_sent = True
+        reminder = _reminder_due(row, session, gates, now)
+        if reminder is not None:
+            _notify_reminder(run, reminder)
+            row.reminder_sent_before_s = reminder
+    except (NotConfigured, AccessProblem, DiscordError) as exc:
+        row.attempts += 1
+        row.last_error = _describe(exc)
+        result.error = row.last_error
+        if isinstance(exc, RetryLater):
+            row.error_kind, result.outcome = ErrorKind.RETRY, "retry"
+            delay = rules.retry_delay(row.attempts)
+            if exc.retry_after:
+                delay = max(delay, timedelta(seconds=exc.retry_after))
+        else:
+            row.error_kind, result.outcome = ErrorKind.ACTION, "action"
+            delay = ACTION_RETRY
+            if row.attempts == 1:
+                _notify_admins_problem(run, row.last_error)
+        upcoming = rules.next_due(gates, now=now, live=live)
+        retry_at = now + delay
+        # An action-needed failure waits for the next gate if that comes first; a
+        # revocation is always retried (access must close).
+        row.next_due_at = min(retry_at, upcoming) if upcoming else retry_at
+        log.warning("access run for session %s failed (%s): %s", session.pk,
+                    result.outcome, row.last_error)
+    return result
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, DiscordError):
+        return f"{type(exc).__name__}: {exc.method} {exc.route} -> {exc.status} " \
+               f"(code {exc.code}): {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _session_snapshot(session: Session) -> tuple[Any, ...]:
+    return (session.status, session.starts_at, session.ends_at, session.seats_taken)
+
+
+def _finish(row: SessionAccess, result: RunResult, calls: list[CallRecord],
+            now: datetime) -> None:
+    with transaction.atomic():
+        fresh = (Session.objects.filter(pk=row.pk)
+                 .values_list("status", "starts_at", "ends_at", "seats_taken").first())
+        if fresh is not None and tuple(fresh) != row._snapshot:  # type: ignore[attr-defined]
+            # The session changed while Discord was being called: run again right away.
+            row.next_due_at = now
+        row.runs += 1
+        row.discord_calls += len(calls)
+        row.last_run_at = now
+        row.lease_until, row.lease_owner = None, ""
+        row.save(update_fields=[
+            "phase", "next_due_at", "lease_until", "lease_owner", "guild_id", "channel_id",
+            "category_id", "role_id", "archived", "create_intent_at", "granted",
+            "reminder_sent_before_s", "access_open_sent", "error_kind", "last_error",
+            "attempts", "runs", "discord_calls", "last_run_at", "verified_at", "updated_at",
+        ])
+        if calls:
+            DiscordCall.objects.bulk_create([
+                DiscordCall(access_id=row.pk, at=datetime.fromtimestamp(c.at, tz=now.tzinfo),
+                            method=c.method, route=c.route[:120], status=c.status,
+                            duration_ms=int(c.duration_s * 1000)) for c in calls
+            ])
+        wake_up_on_commit(row.pk, row.next_due_at)
+    metrics.GATE_RUNS.labels(kind=result.phase or "none", result=result.outcome).inc()
+
+
+# --- Discord convergence -----------------------------------------------------------------
+
+
+def _participants(session: Session) -> list[_Participant]:
+    students = [b.student for b in Booking.objects.select_related("student")
+                .filter(session=session, status=BookingStatus.ACTIVE)]
+    users = [session.coach.user, *students]
+    return [_Participant(u, linked.discord_user_id(u)) for u in users]
+
+
+def _converge_discord(run: _Run, desired: Phase) -> None:
+    cfg = linked.guild_settings()
+    if cfg is None:
+        if desired in (Phase.NONE, Phase.REVOKED) and not (run.row.channel_id or run.row.role_id):
+            return
+        raise NotConfigured("Discord is not configured (guild id and bot token).")
+    client = discord_client(cfg)
+    row = run.row
+    row.guild_id = row.guild_id or cfg.guild_id
+    mode = row.mode or "member_overwrites"
+    if desired in (Phase.PROVISIONED, Phase.GRANTED):
+        want: set[str] = set()
+        if desired == Phase.GRANTED:
+            want = _wanted_members(run)
+        if mode == "member_overwrites":
+            _ensure_channel(run, client, cfg, want)
+        elif mode == "session_role":
+            _ensure_session_role(run, client, cfg, want)
+        else:
+            _ensure_offer_role(run, client, cfg, want)
+    else:
+        _teardown(run, client, cfg, mode, archive=desired == Phase.REVOKED
+                  and run.policy.end_action == "archive")
+
+
+def _wanted_members(run: _Run) -> set[str]:
+    run.participants = _participants(run.session)
+    want: set[str] = set()
+    for p in run.participants:
+        if p.discord_id is None:
+            run.problems.append(f"{p.user.email} has no linked Discord account")
+            continue
+        state = linked.verification_state(p.user)
+        if state != "verified":
+            try:
+                linked.ensure_in_guild(p.user, now=run.now)
+            except ActionRequired as exc:
+                run.problems.append(f"could not add {p.user.email} to the guild: {exc.message}")
+        want.add(p.discord_id)
+    return want
+
+
+def _reason(run: _Run, what: str) -> str:
+    return f"coachgate session {run.session.pk}: {what}"
+
+
+def _overwrites(cfg: linked.GuildSettings, bot_id: str, member_ids: Iterable[str],
+                role_id: str = "") -> list[dict[str, Any]]:
+    ow: list[dict[str, Any]] = [
+        {"id": cfg.guild_id, "type": 0, "allow": "0", "deny": str(EVERYONE_DENY)},
+        {"id": bot_id, "type": 1, "allow": str(BOT_ALLOW), "deny": "0"},
+    ]
+    if role_id:
+        ow.append({"id": role_id, "type": 0, "allow": str(MEMBER_ALLOW), "deny": "0"})
+    ow += [{"id": m, "type": 1, "allow": str(MEMBER_ALLOW), "deny": "0"}
+           for m in sorted(member_ids)]
+    return ow
+
+
+def _find_tagged_channel(client: DiscordClient, cfg: linked.GuildSettings,
+                         session_id: int) -> dict[str, Any] | None:
+    for ch in client.list_guild_channels(cfg.guild_id):
+        if rules.session_id_from_channel_name(str(ch.get("name", ""))) == session_id:
+            return ch
+    return None
+
+
+def _create_session_channel(run: _Run, client: DiscordClient, cfg: linked.GuildSettings,
+                            overwrites: list[dict[str, Any]]) -> bool:
+    """Create the session's channel (True), or adopt the one a crashed run made (False)."""
+    row = run.row
+    if row.create_intent_at is not None:
+        # A previous run may have created it and died before recording the id.
+        found = _find_tagged_channel(client, cfg, run.session.pk)
+        if found is not None:
+            row.channel_id = str(found["id"])
+            row.category_id = str(found.get("parent_id") or "")
+            row.granted = sorted(str(o["id"]) for o in found.get("permission_overwrites", [])
+                                 if int(o.get("type", 0)) == 1
+                                 and int(o.get("allow", "0")) & perms.SPEAK)
+            return False
+    row.create_intent_at = run.now
+    SessionAccess.objects.filter(pk=row.pk).update(create_intent_at=run.now)  # commits now
+    name = rules.channel_name(run.session.pk, run.session.coach.display_name)
+    for _ in range(3):
+        category = _category_with_room(client, cfg)
+        try:
+            channel = client.create_channel(
+                cfg.guild_id, name=name, type=2, parent_id=category or None,
+                permission_overwrites=overwrites, reason=_reason(run, "private channel"))
+        except LimitReached as exc:
+            if category and _is_category_full(exc):
+                Category.objects.filter(category_id=category).update(full=True)
+                continue
+            raise
+        row.channel_id = str(channel["id"])
+        row.category_id = category
+        return True
+    raise AccessProblem("no category with room for the channel could be made")
+
+
+def _is_category_full(exc: LimitReached) -> bool:
+    return exc.code == 50035 or "CHANNEL_PARENT_MAX_CHANNELS" in str(exc.message)
+
+
+def _category_with_room(client: DiscordClient, cfg: linked.GuildSettings) -> str:
+    """A category with fewer than 50 channels: the configured platform category first,
+    then coachgate's own overflow categories, creating the next one when all are full."""
+    if cfg.category_id:
+        Category.objects.get_or_create(
+            category_id=cfg.category_id,
+            defaults={"guild_id": cfg.guild_id, "name": "configured", "configured": True})
+    candidates = list(Category.objects.filter(guild_id=cfg.guild_id, full=False)
+                      .order_by("-configured", "pk").values_list("category_id", flat=True))
+    for cat in candidates:
+        used = SessionAccess.objects.filter(category_id=cat).exclude(channel_id="").count()
+        if used < CATEGORY_CAPACITY:
+            return cat
+        Category.objects.filter(category_id=cat).update(full=True)
+    number = Category.objects.filter(guild_id=cfg.guild_id).count() + 1
+    name = f"coachgate sessions {number}"
+    created = client.create_channel(
+        cfg.guild_id, name=name, type=4,
+        permission_overwrites=[{"id": cfg.guild_id, "type": 0, "allow": "0",
+                                "deny": str(EVERYONE_DENY)}],
+        reason="coachgate: category for private session channels")
+    Category.objects.create(guild_id=cfg.guild_id, category_id=str(created["id"]), name=name)
+    return str(created["id"])
+
+
+def _ensure_channel(run: _Run, client: DiscordClient, cfg: linked.GuildSettings,
+                    want: set[str]) -> None:
+    """member_overwrites mode: the channel carries one overwrite per participant, made in
+    the same call that creates it (1 call), removed with the channel (1 call)."""
+    row = run.row
+    bot_id = _bot_user_id(client, cfg)
+    if not row.channel_id and _create_session_channel(run, client, cfg,
+                                                      _overwrites(cfg, bot_id, want)):
+        row.granted = sorted(want)
+        return
+    granted = set(row.granted)
+    try:
+        for member in sorted(want - granted):
+            client.edit_channel_permissions(row.channel_id, member, allow=MEMBER_ALLOW, deny=0,
+                                            type=1, reason=_reason(run, "grant"))
+            granted.add(member)
+        for member in sorted(granted - want):
+            client.delete_channel_permission(row.channel_id, member,
+                                             reason=_reason(run, "revoke"))
+            granted.discard(member)
+    except DiscordNotFound:
+        # Deleted behind our back: make it again, with the right members, in one call.
+        row.channel_id, row.create_intent_at = "", None
+        _create_session_channel(run, client, cfg, _overwrites(cfg, bot_id, want))
+        granted = set(want)
+    row.granted = sorted(granted)
+
+
+def _ensure_session_role(run: _Run, client: DiscordClient, cfg: linked.GuildSettings,
+                         want: set[str]) -> None:
+    """session_role mode (reference 000): a role per session gates the channel."""
+    row = run.row
+    if not row.role_id:
+        role = client.create_role(cfg.guild_id, name=f"cg-{run.session.pk} session",
+                                  reason=_reason(run, "session role"))
+        row.role_id = str(role["id"])
+        SessionAccess.objects.filter(pk=row.pk).update(role_id=row.role_id)
+    if not row.channel_id:
+        _create_session_channel(run, client, cfg,
+                                _overwrites(cfg, _bot_user_id(client, cfg), (), row.role_id))
+    granted = set(row.granted)
+    for member in sorted(want - granted):
+        client.add_member_role(cfg.guild_id, member, row.role_id, reason=_reason(run, "grant"))
+        granted.add(member)
+    for member in sorted(granted - want):
+        _remove_role_quietly(client, cfg, member, row.role_id, _reason(run, "revoke"))
+        granted.discard(member)
+    row.granted = sorted(granted)
+
+
+def _offer_role(run: _Run, client: DiscordClient, cfg: linked.GuildSettings) -> OfferRole:
+    offer = run.session.offer
+    holder, _ = OfferRole.objects.get_or_create(offer=offer, defaults={"guild_id": cfg.guild_id})
+    if not holder.role_id:
+        role = client.create_role(cfg.guild_id, name=f"Coaching Access · {offer.title}"[:100],
+                                  reason=f"coachgate offer {offer.pk}: coaching access role")
+        holder.role_id = str(role["id"])
+        holder.save(update_fields=["role_id"])
+    if not holder.channel_id:
+        channel = client.create_channel(
+            cfg.guild_id, name=f"cg-offer-{offer.pk}", type=2,
+            parent_id=_category_with_room(client, cfg) or None,
+            permission_overwrites=_overwrites(cfg, _bot_user_id(client, cfg), (), holder.role_id),
+            reason=f"coachgate offer {offer.pk}: coaching channel")
+        holder.channel_id = str(channel["id"])
+        holder.save(update_fields=["channel_id"])
+    return holder
+
+
+def _ensure_offer_role(run: _Run, client: DiscordClient, cfg: linked.GuildSettings,
+                       want: set[str]) -> None:
+    """offer_role mode (reference 002): a shared "Coaching Access" role per offer, held by
+    the participants only while one of their sessions of the offer is granted."""
+    row = run.row
+    if not want and not row.granted:
+        return  # provisioning needs nothing in this mode
+    holder = _offer_role(run, client, cfg)
+    row.role_id = holder.role_id
+    granted = set(row.granted)
+    for member in sorted(want - granted):
+        client.add_member_role(cfg.guild_id, member, holder.role_id,
+                               reason=_reason(run, "grant"))
+        granted.add(member)
+    for member in sorted(granted - want):
+        if not _holds_other_grant(run, member):
+            _remove_role_quietly(client, cfg, member, holder.role_id, _reason(run, "revoke"))
+        granted.discard(member)
+    row.granted = sorted(granted)
+
+
+def _holds_other_grant(run: _Run, member: str) -> bool:
+    others = (SessionAccess.objects.filter(session__offer_id=run.session.offer_id,
+                                           phase=Phase.GRANTED)
+              .exclude(pk=run.session.pk).values_list("granted", flat=True))
+    return any(member in (g or []) for g in others)
+
+
+def _remove_role_quietly(client: DiscordClient, cfg: linked.GuildSettings, member: str,
+                         role_id: str, reason: str) -> None:
+    try:
+        client.remove_member_role(cfg.guild_id, member, role_id, reason=reason)
+    except DiscordNotFound:
+        pass  # member left the guild or role gone: access is gone either way
+
+
+def _teardown(run: _Run, client: DiscordClient, cfg: linked.GuildSettings, mode: str,
+              *, archive: bool) -> None:
+    row = run.row
+    if mode == "offer_role":
+        _ensure_offer_role(run, client, cfg, set())
+        row.role_id = ""
+        return
+    if row.channel_id and not row.archived:
+        if archive:
+            archive_category = cfg.archive_category_id or None
+            try:
+                client.modify_channel(
+                    row.channel_id, reason=_reason(run, "archive"),
+                    parent_id=archive_category,
+                    permission_overwrites=_overwrites(cfg, _bot_user_id(client, cfg), ()),
+                    name=f"archived-{rules.channel_name(run.session.pk, 'session')}"[:100])
+                row.archived = True
+            except DiscordNotFound:
+                row.channel_id = ""
+        else:
+            try:
+                client.delete_channel(row.channel_id, reason=_reason(run, "revoke and delete"))
+            except DiscordNotFound:
+                pass
+            row.channel_id, row.category_id = "", ""
+    if row.role_id:
+        try:
+            client.delete_role(cfg.guild_id, row.role_id, reason=_reason(run, "delete role"))
+        except DiscordNotFound:
+            pass
+        row.role_id = ""
+    row.granted = []
+    row.create_intent_at = None
+    if not row.archived and not row.channel_id:
+        row.category_id = ""
+
+
+# --- notifications -----------------------------------------------------------------------
+
+
+def channel_link(row: SessionAccess) -> str:
+    """Where a participant joins: the Discord channel, else the session's page."""
+    channel = row.channel_id
+    if row.mode == "offer_role" and not channel:
+        channel = (OfferRole.objects.filter(offer_id=row.session.offer_id)
+                   .values_list("channel_id", flat=True).first() or "")
+    if row.discord and channel and row.guild_id:
+        return f"https://discord.com/channels/{row.guild_id}/{channel}"
+    return f"{settings.COACHGATE['PUBLIC_URL'].rstrip('/')}/sessions/"
+
+
+def _session_context(run: _Run) -> dict[str, Any]:
+    s = run.session
+    return {"session_id": s.pk, "offer_title": s.offer.title,
+            "coach_name": s.coach.display_name, "starts_at": s.starts_at.isoformat(),
+            "ends_at": s.ends_at.isoformat(), "link": channel_link(run.row)}
+
+
+def _recipients(run: _Run) -> list[User]:
+    if not run.participants:
+        run.participants = _participants(run.session)
+    return [p.user for p in run.participants]
+
+
+def _notify_access_open(run: _Run) -> None:
+    from coachgate.notify.services import notify
+
+    ctx = _session_context(run)
+    start_key = int(run.session.starts_at.timestamp())
+    for user in _recipients(run):
+        notify(user, "access_open", ctx, key=f"access_open:{run.session.pk}:{start_key}:{user.pk}",
+               now=run.now)
+
+
+def _notify_reminder(run: _Run, before_s: int) -> None:
+    from coachgate.notify.services import notify
+
+    ctx = {**_session_context(run), "minutes_before": math.ceil(before_s / 60)}
+    start_key = int(run.session.starts_at.timestamp())
+    for user in _recipients(run):
+        notify(user, "session_reminder", ctx,
+               key=f"reminder:{run.session.pk}:{start_key}:{before_s}:{user.pk}", now=run.now)
+
+
+def _notify_admins_problem(run: _Run, error: str) -> None:
+    from coachgate.notify.services import notify
+
+    ctx = {**_session_context(run), "error": error}
+    for admin in User.objects.filter(role=Role.ADMIN, is_active=True):
+        notify(admin, "access_problem", ctx, channels=("email",),
+               key=f"access_problem:{run.session.pk}:{hash(error) & 0xFFFFFFFF}:{admin.pk}",
+               now=run.now)
+
+
+# --- the sweep ---------------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    rows_created: int = 0
+    converged: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    channels_recreated: int = 0
+    overwrites_repaired: int = 0
+    orphans_deleted: int = 0
+    drift_error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows_created": self.rows_created, "converged": self.converged,
+                "outcomes": self.outcomes, "channels_recreated": self.channels_recreated,
+                "overwrites_repaired": self.overwrites_repaired,
+                "orphans_deleted": self.orphans_deleted, "drift_error": self.drift_error}
+
+
+def due_session_ids(now: datetime, limit: int = 500) -> list[int]:
+    """Sessions whose access is behind their gates: one range scan of a partial index."""
+    return list(SessionAccess.objects.filter(next_due_at__lte=now).order_by("next_due_at")
+                .values_list("pk", flat=True)[:limit])
+
+
+def create_missing_rows(now: datetime, limit: int = 500) -> int:
+    """Sessions that lost their on-commit event (a crash right after commit) get a row."""
+    missing = list(Session.objects.select_related("offer")
+                   .filter(access__isnull=True, ends_at__gte=now - timedelta(days=1))
+                   .order_by("starts_at")[:limit])
+    for session in missing:
+        with transaction.atomic():
+            sync_access_row(session, now=now)
+    return len(missing)
+
+
+def sweep(*, now: datetime | None = None, limit: int = 500, drift: bool = True,
+          owner: str = "") -> SweepReport:
+    """Find every session that is behind its gates and converge it; then compare Discord
+    with our rows and repair drift (channels deleted by hand, overwrites changed,
+    orphans left by crashes)."""
+    now = now or clock.now()
+    report = SweepReport(rows_created=create_missing_rows(now))
+    for session_id in due_session_ids(now, limit):
+        result = converge(session_id, now=now, owner=owner)
+        report.converged += 1
+        report.outcomes[result.outcome] = report.outcomes.get(result.outcome, 0) + 1
+    if drift:
+        try:
+            repair_drift(report, now=now, owner=owner)
+        except (DiscordError, NotConfigured) as exc:
+            report.drift_error = _describe(exc)
+    return report
+
+
+def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None:
+    cfg = linked.guild_settings()
+    if cfg is None:
+        return
+    client = discord_client(cfg)
+    channels = client.list_guild_channels(cfg.guild_id)
+    by_id = {str(ch["id"]): ch for ch in channels}
+    our_categories = set(Category.objects.filter(guild_id=cfg.guild_id)
+                         .values_list("category_id", flat=True))
+    ours = {cid: ch for cid, ch in by_id.items()
+            if rules.session_id_from_channel_name(str(ch.get("name", ""))) is not None}
+    offer_channels = set(OfferRole.objects.values_list("channel_id", flat=True))
+    others = sum(1 for cid, ch in by_id.items()
+                 if cid not in ours and cid not in our_categories and cid not in offer_channels
+                 and not str(ch.get("name", "")).startswith("cg-"))
+    GuildState.objects.update_or_create(guild_id=cfg.guild_id,
+                                        defaults={"other_channels": others, "checked_at": now})
+    held = {row.channel_id: row for row in SessionAccess.objects.filter(discord=True)
+            .exclude(channel_id="")}
+    for channel_id, row in held.items():
+        if row.lease_until is not None and row.lease_until > now:
+            continue  # a run is working on it
+        if row.archived:
+            continue
+        channel = by_id.get(channel_id)
+        if channel is None:
+            SessionAccess.objects.filter(pk=row.pk).update(
+                channel_id="", create_intent_at=None, granted=[], next_due_at=now)
+            report.channels_recreated += 1
+            converge(row.pk, now=now, owner=owner)
+            continue
+        if row.mode == "member_overwrites":
+            actual = sorted(str(o["id"]) for o in channel.get("permission_overwrites", [])
+                            if int(o.get("type", 0)) == 1
+                            and int(o.get("allow", "0")) & perms.SPEAK)
+            if actual != sorted(row.granted):
+                SessionAccess.objects.filter(pk=row.pk).update(granted=actual, next_due_at=now)
+                report.overwrites_repaired += 1
+                converge(row.pk, now=now, owner=owner)
+        SessionAccess.objects.filter(pk=row.pk).update(verified_at=now)
+    in_flight = set(SessionAccess.objects.filter(lease_until__gt=now)
+                    .values_list("pk", flat=True))
+    for channel_id, ch in ours.items():
+        if channel_id in held:
+            continue
+        session_id = rules.session_id_from_channel_name(str(ch["name"]))
+        if session_id in in_flight:
+            continue
+        if (SessionAccess.objects.filter(pk=session_id, archived=True, channel_id=channel_id)
+                .exists()):
+            continue
+        try:
+            client.delete_channel(channel_id, reason="coachgate: orphaned session channel")
+        except DiscordNotFound:
+            pass
+        report.orphans_deleted += 1
+
+
+# --- booking guard -----------------------------------------------------------------------
+
+
+def check_booking_capacity(offer: Offer, start: datetime, end: datetime,
+                           now: datetime) -> None:
+    """Refuse a Discord booking that could not get its channel: the student must have
+    linked Discord, and the guild must have room for the channel throughout its window
+    (categories included), so a session is never half-provisioned."""
+    from coachgate.kit.errors import DiscordRequired, GuildFull
+
+    del now
+    policy = _policy(offer)
+    window_start, window_end = rules.access_window(start, end, policy)
+    if offer.capacity > 1 and Session.objects.filter(
+            offer=offer, starts_at=start, status__in=LIVE_STATUSES).exists():
+        return  # joining a group session: its channel is already planned
+    cfg = linked.guild_settings()
+    if cfg is None:
+        raise DiscordRequired(
+            "Discord delivery is not available: an admin has not configured the server yet.",
+            details={"reason": "not_configured"})
+    overlapping = (SessionAccess.objects.filter(discord=True, window_start__lt=window_end,
+                                                window_end__gt=window_start)
+                   .filter(session__status__in=LIVE_STATUSES)
+                   .exclude(mode="offer_role").count())
+    state = GuildState.objects.filter(guild_id=cfg.guild_id).first()
+    others = state.other_channels if state else 0
+    needed = overlapping + 1
+    if needed + math.ceil(needed / CATEGORY_CAPACITY) + others > GUILD_CHANNEL_LIMIT:
+        raise GuildFull(details={"limit": GUILD_CHANNEL_LIMIT,
+                                 "planned_channels": overlapping, "other_channels": others})
+
+
+def check_student_link(student: User) -> None:
+    from coachgate.kit.errors import DiscordRequired
+
+    if linked.verification_state(student) == "not_connected":
+        raise DiscordRequired(details={"connect_url": linked.connect_url()})
+
+
+# --- for pages and the admin --------------------------------------------------------------
+
+
+def gates_of(session: Session) -> list[rules.Gate]:
+    return rules.timeline(session.starts_at, session.ends_at, _policy(session.offer))
+
+
+def requeue_all_due(now: datetime) -> int:
+    """Enqueue a wake-up for every row that is due (used at worker start)."""
+    ids = due_session_ids(now, limit=10_000)
+    with transaction.atomic():
+        for sid in ids:
+            wake_up_on_commit(sid, now)
+    return len(ids)
+
+
+def update_guild_state(guild_id: str, other_channels: int, now: datetime) -> None:
+    GuildState.objects.update_or_create(guild_id=guild_id, defaults={
+        "other_channels": other_channels, "checked_at": now})

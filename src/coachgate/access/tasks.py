@@ -1,0 +1,15 @@
+"""Wake-ups. A task carries only a session id: what to do is read from the rows."""
+
+from __future__ import annotations
+
+from django_tasks import task
+
+from coachgate.kit import clock
+
+
+@task()
+def converge_session(session_id: int) -> str:
+    """access.converge: bring one session's access in line with the clock."""
+    from .services import converge
+
+    return converge(session_id, now=clock.now()).outcome

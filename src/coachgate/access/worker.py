@@ -1,0 +1,82 @@
+"""The worker: runs wake-up tasks as they fall due, and sweeps for anything behind.
+
+It is django-tasks-db's worker loop (tasks are rows in the same database, so several
+workers on several machines share them) plus a sweep thread. Tasks are only wake-ups; the
+sweep is what makes a lost task, a crashed worker or a failed call harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.db import close_old_connections
+from django_tasks_db.management.commands.db_worker import Worker as TaskLoop
+
+from coachgate.kit import clock
+
+log = logging.getLogger(__name__)
+
+
+class GateWorker:
+    def __init__(self, *, poll_interval: float, sweep_interval: float, worker_id: str,
+                 sweep: bool = True) -> None:
+        self.poll_interval = poll_interval
+        self.sweep_interval = sweep_interval
+        self.worker_id = worker_id[:64]
+        self.sweep_enabled = sweep and sweep_interval > 0
+        self.stopping = threading.Event()
+        self.loop = TaskLoop(queue_names=["*"], interval=poll_interval, batch=False,
+                             backend_name="default", startup_delay=False, max_tasks=None,
+                             worker_id=self.worker_id, excluded_queue_names=[])
+        self._threads: list[threading.Thread] = []
+
+    def _sweep_forever(self) -> None:
+        from . import services
+
+        while not self.stopping.is_set():
+            try:
+                report = services.sweep(now=clock.now(), owner=self.worker_id)
+                if report.converged or report.orphans_deleted or report.channels_recreated:
+                    log.info("sweep: %s", report.as_dict())
+            except Exception:  # the sweep must outlive any single failure
+                log.exception("sweep failed; trying again in %ss", self.sweep_interval)
+            finally:
+                close_old_connections()
+            self.stopping.wait(self.sweep_interval)
+
+    def _loop(self) -> None:
+        try:
+            self.loop.run()
+        finally:
+            close_old_connections()
+
+    def start(self) -> None:
+        """Run in background threads (the embedded default runs it inside `serve`)."""
+        if self.sweep_enabled:
+            self._threads.append(threading.Thread(target=self._sweep_forever,
+                                                  name="coachgate-sweep", daemon=True))
+        self._threads.append(threading.Thread(target=self._loop, name="coachgate-tasks",
+                                              daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stopping.set()
+        self.loop.running = False
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def run_forever(self) -> None:
+        """Run in the foreground until SIGINT/SIGTERM (`coachgate worker`)."""
+        if self.sweep_enabled:
+            t = threading.Thread(target=self._sweep_forever, name="coachgate-sweep",
+                                 daemon=True)
+            t.start()
+        self.loop.configure_signals()
+        try:
+            self.loop.run()
+        finally:
+            self.stopping.set()
