@@ -58,7 +58,7 @@ def _embedded_worker(args: argparse.Namespace) -> bool:
 
 
 def _make_worker(*, sweep_interval: float | None, poll_interval: float | None = None,
-                 sweep: bool = True):  # type: ignore[no-untyped-def]
+                 sweep: bool = True, tasks: bool = True):  # type: ignore[no-untyped-def]
     from django.conf import settings
 
     from coachgate.access.services import worker_identity
@@ -68,7 +68,7 @@ def _make_worker(*, sweep_interval: float | None, poll_interval: float | None = 
     return GateWorker(
         poll_interval=cfg["WORKER_POLL_INTERVAL"] if poll_interval is None else poll_interval,
         sweep_interval=cfg["SWEEP_INTERVAL"] if sweep_interval is None else sweep_interval,
-        worker_id=worker_identity(), sweep=sweep)
+        worker_id=worker_identity(), sweep=sweep, tasks=tasks)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -79,7 +79,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
                  *(["--poll", str(args.poll)] if args.poll is not None else []),
                  *(["--sweep-interval", str(args.sweep_interval)]
                    if args.sweep_interval is not None else []),
-                 *(["--no-sweep"] if args.no_sweep else [])]
+                 *(["--no-sweep"] if args.no_sweep else []),
+                 *(["--sweep-only"] if args.sweep_only else [])]
         procs = [subprocess.Popen(child) for _ in range(args.processes)]  # noqa: S603
         try:
             return max(p.wait() for p in procs)
@@ -89,7 +90,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             return 0
     _setup()
     worker = _make_worker(sweep_interval=args.sweep_interval, poll_interval=args.poll,
-                          sweep=not args.no_sweep)
+                          sweep=not args.no_sweep, tasks=not args.sweep_only)
     print(f"coachgate worker {worker.worker_id} started", flush=True)
     worker.run_forever()
     return 0
@@ -130,14 +131,26 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     _setup()
     _migrate(verbosity=0)
+    import threading
+
     from coachgate import demo
 
-    summary = demo.load_demo(base_url=f"http://{args.host}:{args.port}")
+    emu = demo.start_discord()
+    summary = demo.load_demo(base_url=f"http://{args.host}:{args.port}", emu=emu)
     print(summary, flush=True)
     if args.no_serve:
-        return 0
+        if not args.lifecycle:
+            return 0
+        worker = _make_worker(sweep_interval=5)
+        worker.start()
+        try:
+            return 0 if demo.run_lifecycle(emu) else 1
+        finally:
+            worker.stop()
+    if args.lifecycle:
+        threading.Thread(target=demo.run_lifecycle, args=(emu,), daemon=True).start()
     return cmd_serve(argparse.Namespace(host=args.host, port=args.port, threads=args.threads,
-                                        no_migrate=True))
+                                        no_migrate=True, no_worker=False, with_worker=True))
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -208,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--poll", type=float, default=None, help="seconds between task polls")
     s.add_argument("--sweep-interval", type=float, default=None)
     s.add_argument("--no-sweep", action="store_true")
+    s.add_argument("--sweep-only", action="store_true",
+                   help="ignore wake-ups and only sweep (the cron design, for comparison)")
     s.set_defaults(func=cmd_worker)
 
     s = sub.add_parser("reconcile", help="sweep once: converge everything that is behind")
@@ -230,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="load demo coaches, offers, students and serve")
     net(s)
     s.add_argument("--no-serve", action="store_true", help="load the data and exit")
+    s.add_argument("--lifecycle", action="store_true",
+                   help="book a one-minute session a minute ahead and print its lifecycle")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("user", help="add or list users")

@@ -1,17 +1,29 @@
 """Demo data for `coachgate demo`: an admin, three coaches in three time zones, offers,
 availability, two students and a booked session. Built through the services, as a real
-academy would do it; running it again only issues fresh tokens."""
+academy would do it; running it again only issues fresh tokens.
+
+Discord is the local emulator, started in this process: every demo user is linked to an
+emulator account, so Discord offers can be booked and their channels appear on time.
+`--lifecycle` also books a one-minute session a minute ahead and prints its whole life.
+"""
 
 from __future__ import annotations
 
+from datetime import time as dtime
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import sys
+import time
+from typing import TextIO
+
 from django.db import transaction
 
+from coachgate.accounts import discord as linked
 from coachgate.accounts import services as accounts
 from coachgate.accounts.models import User
 from coachgate.catalog import services as catalog
+from coachgate.integrations.discord.emulator import DiscordEmulator
 from coachgate.kit import clock
 from coachgate.kit.money import format_amount
 from coachgate.scheduling import services as scheduling
@@ -54,6 +66,32 @@ def _ensure_user(email: str, role: str, name: str, tz: str) -> User:
                                         display_name=name, timezone=tz)
 
 
+def start_discord() -> DiscordEmulator:
+    """Start the local Discord emulator and point the platform at it."""
+    emu = DiscordEmulator()
+    emu.start()
+    guild = emu.create_guild("coachgate demo academy")
+    linked.save_guild_config(guild_id=guild, bot_token=emu.bot_token, api_url=emu.base_url)
+    return emu
+
+
+def link_everyone(emu: DiscordEmulator) -> None:
+    """Link every demo user to a fresh emulator account (what the OAuth connect flow does)."""
+    cfg = linked.guild_settings()
+    assert cfg is not None
+    now = clock.now()
+    for user in User.objects.filter(email__endswith="@demo.coachgate.test"):
+        uid = emu.create_user(user.email.split("@")[0])
+        token = emu.issue_user_token(uid)
+        emu.add_member(cfg.guild_id, uid)
+        linked.link_discord_account(user, discord_user_id=uid, username=user.display_name,
+                                    access_token=token["access_token"],
+                                    refresh_token=token["refresh_token"],
+                                    expires_at=now + timedelta(days=7),
+                                    scopes="identify guilds.join", now=now)
+        linked.record_guild_membership(uid, True, now=now)
+
+
 @transaction.atomic
 def _create() -> None:
     admin = _ensure_user(ADMIN, "admin", "Demo Admin", "UTC")
@@ -79,10 +117,26 @@ def _create() -> None:
                                 intake={"what_do_you_want_to_achieve": "Pass my interview"})
 
 
-def load_demo(base_url: str) -> str:
+def _create_users() -> None:
+    _ensure_user(ADMIN, "admin", "Demo Admin", "UTC")
+    for email, name, tz, *_ in COACHES:
+        _ensure_user(email, "student", name, tz)
+    for email, name, tz in STUDENTS:
+        _ensure_user(email, "student", name, tz)
+
+
+def load_demo(base_url: str, emu: DiscordEmulator | None = None) -> str:
     if not User.objects.filter(email=ADMIN).exists():
+        if emu is not None:
+            _create_users()
+            link_everyone(emu)
         _create()
+    elif emu is not None:
+        link_everyone(emu)
     lines = ["", "coachgate demo is ready.", "",
+             *([f"  Discord:  local emulator at {emu.base_url} (guild "
+                f"{linked.guild_settings().guild_id})"]  # type: ignore[union-attr]
+               if emu is not None else []),
              f"  Web:      {base_url}/", f"  Admin:    {base_url}/admin/",
              f"  API docs: {base_url}/api/v1/docs  (OpenAPI: {base_url}/api/v1/openapi.json)",
              "", f"Log in with any of these (password '{DEMO_PASSWORD}'), API tokens are new:"]
@@ -105,3 +159,84 @@ def load_demo(base_url: str) -> str:
               f"  curl -s -H 'Authorization: Bearer <student token>' {base_url}/api/v1/sessions",
               ""]
     return "\n".join(lines)
+
+
+LIFECYCLE_COACH = "demo-coach@demo.coachgate.test"
+LIFECYCLE_POLICY = {"grant_before_s": 20, "revoke_after_s": 10, "join_window_before_s": 10,
+                    "reminders_before_s": [30]}
+
+
+def _lifecycle_offer() -> int:
+    """A coach available all day (UTC) with a one-minute Discord offer on second gates."""
+    from coachgate.catalog.models import Offer
+
+    offer = Offer.objects.filter(coach__user__email=LIFECYCLE_COACH).first()
+    if offer is not None:
+        return offer.pk
+    with transaction.atomic():
+        admin = User.objects.get(email=ADMIN)
+        user = _ensure_user(LIFECYCLE_COACH, "student", "Demo Coach", "UTC")
+        app = accounts.apply_as_coach(user, display_name="Demo Coach", bio="Always on.",
+                                      specialties=["demo"], timezone="UTC", motivation="demo")
+        catalog.approve_application(admin, app.pk)
+        user.refresh_from_db()
+        scheduling.set_weekly_availability(user, [
+            scheduling.RuleInput(d, dtime(0, 0), dtime(23, 59)) for d in range(7)])
+        offer = catalog.create_offer(user, {
+            "title": "Demo: one-minute session", "price_minor": 100, "currency": "USD",
+            "duration_minutes": 1, "slot_step_minutes": 1, "min_notice_minutes": 0,
+            "delivery": "discord_voice", "session_type": "audio",
+            "access_policy": LIFECYCLE_POLICY})
+        catalog.set_offer_status(user, offer.pk, "published")
+    return offer.pk
+
+
+def run_lifecycle(emu: DiscordEmulator, out: TextIO = sys.stdout, timeout: float = 240) -> bool:
+    """Book a session a minute ahead and print its life as it happens. True when the
+    session went booked → granted → revoked with its channel gone."""
+    from coachgate.access.models import SessionAccess
+
+    offer_id = _lifecycle_offer()
+    link_everyone(emu) if not linked.discord_user_id(
+        User.objects.get(email=LIFECYCLE_COACH)) else None
+    student = User.objects.get(email=STUDENTS[0][0])
+    t0 = clock.now()
+    slot_start = (t0 + timedelta(seconds=60)).replace(second=0, microsecond=0)
+    if slot_start < t0 + timedelta(seconds=45):
+        slot_start += timedelta(minutes=1)
+    booking = scheduling.book_session(student, offer_id, slot_start, now=t0)
+    session = booking.session
+
+    def say(text: str) -> None:
+        print(f"[demo +{(clock.now() - t0).total_seconds():5.1f}s] {text}", file=out, flush=True)
+
+    say(f"booked session {session.pk} for {slot_start:%H:%M:%S} UTC "
+        f"(1 min; access opens 20 s before, closes 10 s after). Nothing granted yet.")
+    tag = f"session {session.pk}"
+    seen = 0
+    said: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in emu.log[seen:]:
+            if tag in (entry.reason or ""):
+                say(f"Discord: {entry.action} {entry.channel_id or ''} "
+                    f"{entry.user_id or ''} — {entry.reason}".rstrip())
+        seen = len(emu.log)
+        now = clock.now()
+        for label, at in (("session starts", session.starts_at),
+                          ("session ends", session.ends_at)):
+            if now >= at and label not in said:
+                said.add(label)
+                say(label)
+        row = SessionAccess.objects.filter(pk=session.pk).first()
+        if row is not None and row.phase == "granted" and "granted" not in said:
+            said.add("granted")
+            say(f"access granted: channel {row.channel_id} visible to coach and student "
+                f"only; {row.discord_calls} Discord call(s) so far")
+        if row is not None and row.phase == "revoked":
+            say(f"access revoked and channel deleted; {row.discord_calls} Discord calls in "
+                f"the whole lifecycle. Done.")
+            return True
+        time.sleep(0.2)
+    say("timed out waiting for the lifecycle (is the worker running?)")
+    return False

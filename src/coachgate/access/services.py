@@ -715,7 +715,19 @@ def sweep(*, now: datetime | None = None, limit: int = 500, drift: bool = True,
             repair_drift(report, now=now, owner=owner)
         except (DiscordError, NotConfigured) as exc:
             report.drift_error = _describe(exc)
+    prune_task_results(now)
     return report
+
+
+def prune_task_results(now: datetime, keep: timedelta = timedelta(hours=1)) -> int:
+    """Wake-ups that ran are history; the truth is in the access rows. Keep an hour."""
+    from django_tasks_db.models import DBTaskResult
+
+    old = list(DBTaskResult.objects.finished().filter(finished_at__lt=now - keep)
+               .values_list("pk", flat=True)[:5000])
+    if old:
+        DBTaskResult.objects.filter(pk__in=old).delete()
+    return len(old)
 
 
 def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None:
@@ -737,6 +749,7 @@ def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None
                                         defaults={"other_channels": others, "checked_at": now})
     held = {row.channel_id: row for row in SessionAccess.objects.filter(discord=True)
             .exclude(channel_id="")}
+    verified: list[int] = []
     for channel_id, row in held.items():
         if row.lease_until is not None and row.lease_until > now:
             continue  # a run is working on it
@@ -757,7 +770,10 @@ def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None
                 SessionAccess.objects.filter(pk=row.pk).update(granted=actual, next_due_at=now)
                 report.overwrites_repaired += 1
                 converge(row.pk, now=now, owner=owner)
-        SessionAccess.objects.filter(pk=row.pk).update(verified_at=now)
+                continue
+        verified.append(row.pk)
+    for start in range(0, len(verified), 500):
+        SessionAccess.objects.filter(pk__in=verified[start:start + 500]).update(verified_at=now)
     in_flight = set(SessionAccess.objects.filter(lease_until__gt=now)
                     .values_list("pk", flat=True))
     for channel_id, ch in ours.items():

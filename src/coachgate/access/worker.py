@@ -21,11 +21,14 @@ log = logging.getLogger(__name__)
 
 class GateWorker:
     def __init__(self, *, poll_interval: float, sweep_interval: float, worker_id: str,
-                 sweep: bool = True) -> None:
+                 sweep: bool = True, tasks: bool = True) -> None:
         self.poll_interval = poll_interval
         self.sweep_interval = sweep_interval
         self.worker_id = worker_id[:64]
         self.sweep_enabled = sweep and sweep_interval > 0
+        # tasks=False: sweep only, like the once-a-minute crons of the earlier systems
+        # (bench/bench_gate_lateness.py compares the two).
+        self.tasks_enabled = tasks
         self.stopping = threading.Event()
         self.loop = TaskLoop(queue_names=["*"], interval=poll_interval, batch=False,
                              backend_name="default", startup_delay=False, max_tasks=None,
@@ -57,8 +60,9 @@ class GateWorker:
         if self.sweep_enabled:
             self._threads.append(threading.Thread(target=self._sweep_forever,
                                                   name="coachgate-sweep", daemon=True))
-        self._threads.append(threading.Thread(target=self._loop, name="coachgate-tasks",
-                                              daemon=True))
+        if self.tasks_enabled:
+            self._threads.append(threading.Thread(target=self._loop, name="coachgate-tasks",
+                                                  daemon=True))
         for t in self._threads:
             t.start()
 
@@ -75,6 +79,16 @@ class GateWorker:
             t = threading.Thread(target=self._sweep_forever, name="coachgate-sweep",
                                  daemon=True)
             t.start()
+        if not self.tasks_enabled:
+            import signal
+
+            signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+            try:
+                while not self.stopping.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                self.stopping.set()
+            return
         self.loop.configure_signals()
         try:
             self.loop.run()

@@ -1,0 +1,107 @@
+"""Discord calls per session lifecycle, in each provisioning mode.
+
+One 1:1 session is booked and its gates are run at their times (provision/grant, the
+15-minute reminder, revoke) against the Discord emulator; the calls the worker made are
+counted from its own call log and checked against the emulator's. One-time calls (the
+bot's own id, a category, the offer's shared role and channel in offer_role mode) are
+shown apart. Target: 2 in the default mode; reference/000's design needed 6.
+
+    .venv/bin/python bench/bench_discord_calls.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coachgate.settings")
+if not os.environ.get("DATABASE_URL"):
+    os.environ.setdefault("COACHGATE_DATA_DIR", tempfile.mkdtemp(prefix="cg-bench-"))
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+
+ONE_TIME = {"/users/@me", "/guilds/{guild_id}/roles"}
+
+
+def main() -> int:
+    call_command("migrate", verbosity=0, interactive=False)
+    from coachgate.access import services
+    from coachgate.access.models import DiscordCall
+    from coachgate.accounts import discord as linked
+    from coachgate.accounts import services as accounts
+    from coachgate.catalog import services as catalog
+    from coachgate.integrations.discord.emulator import DiscordEmulator
+    from coachgate.kit import clock
+    from coachgate.scheduling import services as scheduling
+
+    emu = DiscordEmulator()
+    emu.start()
+    guild = emu.create_guild("bench")
+    linked.save_guild_config(guild_id=guild, bot_token=emu.bot_token, api_url=emu.base_url)
+    now = clock.now()
+    admin = accounts.create_user(email="admin@calls.test", password=None, role="admin")
+    coach = accounts.create_user(email="coach@calls.test", password=None)
+    app = accounts.apply_as_coach(coach, display_name="Coach", bio="", specialties=[],
+                                  timezone="UTC")
+    catalog.approve_application(admin, app.pk)
+    coach.refresh_from_db()
+    from datetime import time
+
+    scheduling.set_weekly_availability(
+        coach, [scheduling.RuleInput(d, time(0), time(23, 59)) for d in range(7)])
+    student = accounts.create_user(email="student@calls.test", password=None)
+    for user in (coach, student):
+        uid = emu.create_user(user.email.split("@")[0])
+        tok = emu.issue_user_token(uid)
+        emu.add_member(guild, uid)
+        linked.link_discord_account(user, discord_user_id=uid, username=user.email,
+                                    access_token=tok["access_token"],
+                                    refresh_token=tok["refresh_token"],
+                                    expires_at=now + timedelta(days=7), scopes="identify",
+                                    now=now)
+        linked.record_guild_membership(uid, True, now=now)
+    rows = []
+    for i, mode in enumerate(["member_overwrites", "session_role", "offer_role"]):
+        offer = catalog.create_offer(coach, {
+            "title": f"calls {mode}", "price_minor": 100, "currency": "USD",
+            "duration_minutes": 60, "delivery": "discord_voice", "min_notice_minutes": 0,
+            "access_policy": {"discord_mode": mode}})
+        catalog.set_offer_status(coach, offer.pk, "published")
+        start = (now + timedelta(days=2 + i)).replace(hour=10, minute=0, second=0,
+                                                       microsecond=0)
+        session = scheduling.book_session(student, offer.pk, start, now=now).session
+        for at in (start - timedelta(hours=24), start - timedelta(hours=2),
+                   start - timedelta(minutes=15), start + timedelta(hours=2)):
+            services.converge(session.pk, now=at)
+        calls = [(c.method, c.route) for c in DiscordCall.objects.filter(access_id=session.pk)]
+        one_time = [c for c in calls if c[1] in ONE_TIME or (
+            mode == "offer_role" and c == ("POST", "/guilds/{guild_id}/channels"))]
+        per_session = [c for c in calls if c not in one_time]
+        rows.append((mode, len(per_session), len(one_time), Counter(per_session)))
+    emulator_calls = len([c for c in emu.calls if c[1] != "GET"])
+    emu.stop()
+    print("Discord calls per session lifecycle (book -> grant -> reminders -> revoke)")
+    print(f"{'mode':20} {'per session':>11} {'one-time':>9}  calls")
+    for mode, n, once, counted in rows:
+        detail = ", ".join(f"{k[0]} {k[1]} x{v}" for k, v in counted.items())
+        print(f"{mode:20} {n:11d} {once:9d}  {detail}")
+    print(f"(emulator saw {emulator_calls} mutating calls in total)")
+    default = rows[0][1]
+    print(f"target: 2 in the default mode -> {'met' if default == 2 else 'NOT met'} "
+          f"({default}); reference/000's design: 6")
+    print("command: .venv/bin/python bench/bench_discord_calls.py")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

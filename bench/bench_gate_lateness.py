@@ -1,0 +1,207 @@
+"""Gate lateness: 1,000 sessions whose grants fall due within the next minute.
+
+Embedded default: SQLite, one `coachgate worker` process, the Discord emulator (in this
+process). Each session's grant falls at a random second of the coming minute and its
+revoke 65 s later, so 2,000 gates are run. Lateness is read from the emulator's own log
+(when the channel appeared / disappeared) against the due times: p50, p99, max.
+
+The same load is then run through a once-a-minute sweep (the best cadence of the earlier
+systems: `coachgate worker --sweep-only --sweep-interval 60`) and both are printed side by
+side with their ratio.
+
+The guild limit (500 channels) is raised on the emulator for this run: up to 1,000
+channels exist at once here, and the benchmark measures timing, not capacity.
+
+    .venv/bin/python bench/bench_gate_lateness.py            # both designs (~6 min)
+    .venv/bin/python bench/bench_gate_lateness.py --only gates --sessions 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def run_design(design: str, sessions: int, coaches: int) -> dict[str, float]:
+    data_dir = tempfile.mkdtemp(prefix=f"cg-bench-gates-{design}-")
+    env = {**os.environ, "COACHGATE_DATA_DIR": data_dir, "DJANGO_SETTINGS_MODULE":
+           "coachgate.settings", "COACHGATE_LOG_LEVEL": "WARNING"}
+    env.pop("DATABASE_URL", None)
+    code = f"import sys; sys.argv=['x']; from bench.bench_gate_lateness import child; child({design!r}, {sessions}, {coaches})"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,  # noqa: S603
+                          capture_output=True, text=True)
+    result: dict[str, float] = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            key, value = line[7:].split("=", 1)
+            result[key] = float(value)
+        else:
+            print(f"  [{design}] {line}", flush=True)
+    return result
+
+
+def child(design: str, sessions: int, coaches: int) -> None:  # noqa: PLR0915
+    """Runs in a fresh process with its own data directory (settings read it at import)."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import transaction
+
+    call_command("migrate", verbosity=0, interactive=False)
+    from coachgate.access import services
+    from coachgate.access.models import SessionAccess
+    from coachgate.accounts import discord as linked
+    from coachgate.accounts import services as accounts
+    from coachgate.accounts.models import User
+    from coachgate.catalog import services as catalog
+    from coachgate.catalog.models import CoachProfile, Offer
+    from coachgate.integrations.discord.emulator import DiscordEmulator
+    from coachgate.kit import clock
+    from coachgate.scheduling.models import Booking, Session
+
+    emu = DiscordEmulator()
+    emu.start()
+    emu.configure_limits(max_channels=5000)
+    guild = emu.create_guild("bench")
+    linked.save_guild_config(guild_id=guild, bot_token=emu.bot_token, api_url=emu.base_url)
+    admin = accounts.create_user(email="admin@bench.test", password=None, role="admin")
+    now = clock.now()
+    offers = []
+    students = []
+    policy = {"grant_before_s": 0, "revoke_after_s": 0, "reminders_before_s": [],
+              "join_window_before_s": 0}
+    for i in range(coaches):
+        user = accounts.create_user(email=f"coach{i}@bench.test", password=None)
+        app = accounts.apply_as_coach(user, display_name=f"Coach {i}", bio="", specialties=[],
+                                      timezone="UTC")
+        catalog.approve_application(admin, app.pk)
+        offer = catalog.create_offer(user, {
+            "title": "Bench", "price_minor": 100, "currency": "USD", "duration_minutes": 1,
+            "delivery": "discord_voice", "min_notice_minutes": 0, "access_policy": policy})
+        catalog.set_offer_status(user, offer.pk, "published")
+        offers.append(Offer.objects.get(pk=offer.pk))
+        students.append(accounts.create_user(email=f"student{i}@bench.test", password=None))
+    for user in User.objects.exclude(role="admin"):
+        uid = emu.create_user(user.email.split("@")[0])
+        tok = emu.issue_user_token(uid)
+        emu.add_member(guild, uid)
+        linked.link_discord_account(user, discord_user_id=uid, username=user.email,
+                                    access_token=tok["access_token"],
+                                    refresh_token=tok["refresh_token"],
+                                    expires_at=now + timedelta(days=7), scopes="identify",
+                                    now=now)
+        linked.record_guild_membership(uid, True, now=now)
+    profiles = {p.pk: p for p in CoachProfile.objects.all()}
+    # One session per coach (a coach's sessions cannot overlap): each grant falls at a
+    # random moment of the minute that starts 20 s from now; each session lasts 65 s.
+    base = clock.now() + timedelta(seconds=20)
+    rng = random.Random(7)
+    rows = []
+    for offer in offers[:sessions]:
+        start = base + timedelta(seconds=rng.uniform(0, 60))
+        rows.append(Session(coach=profiles[offer.coach_id], offer=offer, starts_at=start,
+                            ends_at=start + timedelta(seconds=65), status="scheduled",
+                            capacity=1, seats_taken=1))
+    with transaction.atomic():
+        Session.objects.bulk_create(rows)
+        Booking.objects.bulk_create([Booking(session=s, student=students[i], booked_at=now)
+                                     for i, s in enumerate(rows)])
+        for s in rows:
+            services.sync_access_row(s, now=clock.now())
+    due = {s.pk: (s.starts_at, s.ends_at) for s in rows}
+    print(f"{len(rows)} sessions ready; grants fall due from "
+          f"{(min(d[0] for d in due.values()) - clock.now()).total_seconds():.1f}s to "
+          f"{(max(d[0] for d in due.values()) - clock.now()).total_seconds():.1f}s from now",
+          flush=True)
+    args = [sys.executable, "-m", "coachgate.cli", "worker"]
+    args += ["--sweep-only", "--sweep-interval", "60"] if design == "sweep" else [
+        "--sweep-interval", "30"]
+    worker = subprocess.Popen(args, env=os.environ.copy(), stdout=subprocess.DEVNULL)  # noqa: S603
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            left = SessionAccess.objects.exclude(phase="revoked").count()
+            if left == 0:
+                break
+            time.sleep(1)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    creates: dict[int, float] = {}
+    deletes: dict[int, float] = {}
+    for e in emu.log:
+        reason = e.reason or ""
+        if "coachgate session " not in reason:
+            continue
+        sid = int(reason.split("coachgate session ", 1)[1].split(":", 1)[0])
+        if e.action == "channel_create":
+            creates.setdefault(sid, e.at)
+        elif e.action == "channel_delete":
+            deletes.setdefault(sid, e.at)
+    lateness = []
+    missed = 0
+    for sid, (grant, revoke) in due.items():
+        if sid not in creates:
+            missed += 1
+            continue
+        lateness.append(creates[sid] - grant.timestamp())
+        if sid in deletes:
+            lateness.append(deletes[sid] - revoke.timestamp())
+    emu.stop()
+    print(f"RESULT gates={len(lateness)}")
+    print(f"RESULT missed={missed}")
+    print(f"RESULT p50={statistics.median(lateness)}")
+    print(f"RESULT p99={pct(lateness, 0.99)}")
+    print(f"RESULT max={max(lateness)}")
+    print(f"RESULT min={min(lateness)}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--sessions", type=int, default=1000)
+    p.add_argument("--only", choices=["gates", "sweep"])
+    a = p.parse_args()
+    designs = [a.only] if a.only else ["gates", "sweep"]
+    results = {}
+    for design in designs:
+        print(f"== {design}: {a.sessions} sessions, grants due within one minute", flush=True)
+        results[design] = run_design(design, a.sessions, a.sessions)
+    print()
+    print(f"Gate lateness, {a.sessions} sessions (grant + revoke each), embedded default "
+          f"(SQLite, 1 worker process, Discord emulator)")
+    print(f"{'design':36} {'gates':>6} {'missed':>6} {'p50 s':>8} {'p99 s':>8} {'max s':>8}")
+    names = {"gates": "coachgate (each gate at its time)",
+             "sweep": "once-a-minute sweep (earlier systems)"}
+    for d, r in results.items():
+        print(f"{names[d]:36} {int(r['gates']):6d} {int(r['missed']):6d} {r['p50']:8.3f} "
+              f"{r['p99']:8.3f} {r['max']:8.3f}")
+    if len(results) == 2:
+        g, s = results["gates"], results["sweep"]
+        print(f"ratio sweep/gates: p50 {s['p50'] / max(g['p50'], 1e-3):.0f}x, "
+              f"p99 {s['p99'] / max(g['p99'], 1e-3):.0f}x")
+    ok = results.get("gates", {"p99": 0, "max": 0})
+    print(f"target p99 <= 1 s and max <= 2 s: "
+          f"{'met' if ok['p99'] <= 1 and ok['max'] <= 2 else 'NOT met'}")
+    print("command: .venv/bin/python bench/bench_gate_lateness.py")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
