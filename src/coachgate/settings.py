@@ -171,6 +171,8 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_PROVIDERS = {
     "discord": {
+        # Points allauth at COACHGATE["DISCORD_API_URL"] (Discord or the local emulator).
+        "provider_class": "coachgate.accounts.discord_oauth.provider.CoachgateDiscordProvider",
         "SCOPE": ["identify", "guilds.join"],
         "APP": {
             "client_id": os.environ.get("COACHGATE_DISCORD_CLIENT_ID", ""),
@@ -220,5 +222,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("COACHGATE_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # httpx logs every request at INFO; the worker counts calls in metrics instead.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }

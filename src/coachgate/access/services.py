@@ -10,6 +10,7 @@ happened before.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -79,7 +80,18 @@ _bot_ids: dict[str, str] = {}
 def _on_call(record: CallRecord) -> None:
     calls = getattr(_local, "calls", None)
     if calls is not None:
-        calls.append(record)
+        calls.append((record, getattr(_local, "shared", 0) > 0))
+
+
+class _shared_calls:  # noqa: N801 - used as a context manager, reads like a statement
+    """Calls made for something many sessions share (the bot's id, a category, an offer's
+    role): recorded without a session, not counted in a session's lifecycle."""
+
+    def __enter__(self) -> None:
+        _local.shared = getattr(_local, "shared", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        _local.shared -= 1
 
 
 def discord_client(cfg: linked.GuildSettings) -> DiscordClient:
@@ -99,7 +111,8 @@ def discord_client(cfg: linked.GuildSettings) -> DiscordClient:
 def _bot_user_id(client: DiscordClient, cfg: linked.GuildSettings) -> str:
     key = cfg.api_url + cfg.bot_token
     if key not in _bot_ids:
-        _bot_ids[key] = str(client.get_current_user()["id"])
+        with _shared_calls():
+            _bot_ids[key] = str(client.get_current_user()["id"])
     return _bot_ids[key]
 
 
@@ -223,9 +236,9 @@ def converge(session_id: int, *, now: datetime | None = None, owner: str = "") -
                .select_related("session__offer", "session__coach__user").get(pk=session_id))
         result = _run_claimed(row, now)
     finally:
-        calls: list[CallRecord] = _local.calls
+        calls: list[tuple[CallRecord, bool]] = _local.calls
         _local.calls = None
-    result.calls = len(calls)
+    result.calls = sum(1 for _, shared in calls if not shared)
     _finish(row, result, calls, now)
     return result
 
@@ -295,7 +308,7 @@ def _session_snapshot(session: Session) -> tuple[Any, ...]:
     return (session.status, session.starts_at, session.ends_at, session.seats_taken)
 
 
-def _finish(row: SessionAccess, result: RunResult, calls: list[CallRecord],
+def _finish(row: SessionAccess, result: RunResult, calls: list[tuple[CallRecord, bool]],
             now: datetime) -> None:
     with transaction.atomic():
         fresh = (Session.objects.filter(pk=row.pk)
@@ -304,7 +317,7 @@ def _finish(row: SessionAccess, result: RunResult, calls: list[CallRecord],
             # The session changed while Discord was being called: run again right away.
             row.next_due_at = now
         row.runs += 1
-        row.discord_calls += len(calls)
+        row.discord_calls += result.calls
         row.last_run_at = now
         row.lease_until, row.lease_owner = None, ""
         row.save(update_fields=[
@@ -315,9 +328,10 @@ def _finish(row: SessionAccess, result: RunResult, calls: list[CallRecord],
         ])
         if calls:
             DiscordCall.objects.bulk_create([
-                DiscordCall(access_id=row.pk, at=datetime.fromtimestamp(c.at, tz=now.tzinfo),
+                DiscordCall(access_id=None if shared else row.pk,
+                            at=datetime.fromtimestamp(c.at, tz=now.tzinfo),
                             method=c.method, route=c.route[:120], status=c.status,
-                            duration_ms=int(c.duration_s * 1000)) for c in calls
+                            duration_ms=int(c.duration_s * 1000)) for c, shared in calls
             ])
         wake_up_on_commit(row.pk, row.next_due_at)
     metrics.GATE_RUNS.labels(kind=result.phase or "none", result=result.outcome).inc()
@@ -454,11 +468,11 @@ def _category_with_room(client: DiscordClient, cfg: linked.GuildSettings) -> str
         Category.objects.filter(category_id=cat).update(full=True)
     number = Category.objects.filter(guild_id=cfg.guild_id).count() + 1
     name = f"coachgate sessions {number}"
-    created = client.create_channel(
-        cfg.guild_id, name=name, type=4,
-        permission_overwrites=[{"id": cfg.guild_id, "type": 0, "allow": "0",
-                                "deny": str(EVERYONE_DENY)}],
-        reason="coachgate: category for private session channels")
+    with _shared_calls():
+        created = client.create_channel(
+            cfg.guild_id, name=name, type=4,
+            permission_overwrites=_overwrites(cfg, _bot_user_id(client, cfg), ()),
+            reason="coachgate: category for private session channels")
     Category.objects.create(guild_id=cfg.guild_id, category_id=str(created["id"]), name=name)
     return str(created["id"])
 
@@ -514,6 +528,12 @@ def _ensure_session_role(run: _Run, client: DiscordClient, cfg: linked.GuildSett
 
 
 def _offer_role(run: _Run, client: DiscordClient, cfg: linked.GuildSettings) -> OfferRole:
+    with _shared_calls():
+        return _offer_role_unshared(run, client, cfg)
+
+
+def _offer_role_unshared(run: _Run, client: DiscordClient,
+                         cfg: linked.GuildSettings) -> OfferRole:
     offer = run.session.offer
     holder, _ = OfferRole.objects.get_or_create(offer=offer, defaults={"guild_id": cfg.guild_id})
     if not holder.role_id:
@@ -652,13 +672,17 @@ def _notify_reminder(run: _Run, before_s: int) -> None:
                key=f"reminder:{run.session.pk}:{start_key}:{before_s}:{user.pk}", now=run.now)
 
 
+def _stable_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _notify_admins_problem(run: _Run, error: str) -> None:
     from coachgate.notify.services import notify
 
     ctx = {**_session_context(run), "error": error}
     for admin in User.objects.filter(role=Role.ADMIN, is_active=True):
         notify(admin, "access_problem", ctx, channels=("email",),
-               key=f"access_problem:{run.session.pk}:{hash(error) & 0xFFFFFFFF}:{admin.pk}",
+               key=f"access_problem:{run.session.pk}:{_stable_hash(error)}:{admin.pk}",
                now=run.now)
 
 

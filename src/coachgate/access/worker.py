@@ -40,7 +40,10 @@ class GateWorker:
 
         while not self.stopping.is_set():
             try:
+                from coachgate.notify.services import sweep_outbox
+
                 report = services.sweep(now=clock.now(), owner=self.worker_id)
+                sweep_outbox(now=clock.now())
                 if report.converged or report.orphans_deleted or report.channels_recreated:
                     log.info("sweep: %s", report.as_dict())
             except Exception:  # the sweep must outlive any single failure

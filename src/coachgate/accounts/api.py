@@ -9,6 +9,7 @@ from ninja import Field, Router, Schema, Status
 
 from . import services
 from .auth import API_AUTH, current_user
+from .discord_api import router as discord_router
 from .models import CoachApplication, User
 
 router = Router(tags=["accounts"], auth=API_AUTH)
@@ -126,3 +127,7 @@ def list_applications(request: HttpRequest) -> list[CoachApplication]:
 @router.get("/coach-applications/{application_id}", response=ApplicationOut)
 def get_application(request: HttpRequest, application_id: int) -> CoachApplication:
     return services.get_application(current_user(request), application_id)
+
+
+# The caller's Discord link and the admin's guild configuration (accounts/discord_api.py).
+router.add_router("", discord_router)

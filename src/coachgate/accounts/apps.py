@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "coachgate.accounts"
     label = "accounts"
+
+    def ready(self) -> None:
+        from .discord_oauth import receivers  # noqa: F401  (connects the allauth signals)

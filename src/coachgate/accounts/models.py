@@ -122,3 +122,63 @@ class CoachApplication(models.Model):
 
     def __str__(self) -> str:
         return f"{self.display_name} ({self.status})"
+
+
+class DiscordLink(models.Model):
+    """A student's (or coach's) linked Discord account.
+
+    The OAuth tokens are stored encrypted (``coachgate.kit.crypto``): the columns hold
+    ciphertext only, and ``coachgate.accounts.discord`` decrypts them when it needs them.
+    ``guild_member`` is the last known membership of the platform guild, so the
+    verification card and the booking check need no network call.
+    """
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="discord_link")
+    discord_user_id = models.CharField(max_length=32, unique=True)
+    username = models.CharField(max_length=100, blank=True)
+    access_token = models.TextField(blank=True, help_text="Encrypted (Fernet).")
+    refresh_token = models.TextField(blank=True, help_text="Encrypted (Fernet).")
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.CharField(max_length=255, blank=True, help_text="Space-separated.")
+    linked_at = models.DateTimeField()
+    guild_member = models.BooleanField(default=False)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.username or self.discord_user_id} → {self.user}"
+
+    def __repr__(self) -> str:  # never show token ciphertext either
+        return f"<DiscordLink user={self.user_id} discord={self.discord_user_id}>"
+
+
+class DiscordGuildConfig(models.Model):
+    """The admin-configured Discord guild: one row at most (pk is always 1).
+
+    Blank fields fall back to the environment (settings.COACHGATE DISCORD_*).
+    """
+
+    SINGLETON_PK = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_PK, editable=False)
+    guild_id = models.CharField(max_length=32, blank=True)
+    bot_token = models.TextField(blank=True, help_text="Encrypted (Fernet).")
+    category_id = models.CharField(
+        max_length=32, blank=True,
+        help_text="Platform category for session channels; blank: the access layer makes one.",
+    )
+    archive_category_id = models.CharField(max_length=32, blank=True)
+    api_url = models.URLField(blank=True, help_text="Blank: COACHGATE_DISCORD_API_URL.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Discord guild configuration"
+        verbose_name_plural = "Discord guild configuration"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(id=1), name="discord_guild_config_singleton")
+        ]
+
+    def __str__(self) -> str:
+        return f"Discord guild {self.guild_id or '(from environment)'}"
+
+    def __repr__(self) -> str:
+        return f"<DiscordGuildConfig guild={self.guild_id}>"

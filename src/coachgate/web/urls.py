@@ -11,4 +11,5 @@ urlpatterns = [
     path("offers/<int:offer_id>/book", views.book, name="book"),
     path("sessions/", views.my_sessions, name="sessions"),
     path("sessions/<int:session_id>/cancel", views.cancel, name="cancel"),
+    path("discord/join", views.discord_join, name="discord_join"),
 ]

@@ -124,3 +124,18 @@ def cancel(request: HttpRequest, session_id: int) -> HttpResponse:
     except CoachgateError as exc:
         messages.error(request, exc.message)
     return redirect("sessions")
+
+
+@login_required
+@require_POST
+def discord_join(request: HttpRequest) -> HttpResponse:
+    """The verification card's "Join the server" button."""
+    from coachgate.accounts import discord
+
+    try:
+        state = discord.join_guild(request.user, now=clock.now())  # type: ignore[arg-type]
+        if state == discord.VERIFIED:
+            messages.success(request, "You are in the coaching server.")
+    except CoachgateError as exc:
+        messages.error(request, exc.message)
+    return redirect("sessions")

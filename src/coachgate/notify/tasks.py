@@ -1,0 +1,23 @@
+"""Outbox wake-ups. A task carries only a row id: all truth is in the Notification row,
+so a duplicate task finds nothing to claim and a lost one is found by the sweep."""
+
+from __future__ import annotations
+
+from django_tasks import task
+
+from coachgate.kit import clock
+
+from . import services
+
+
+@task()
+def send_notification(notification_id: int) -> str:
+    """notify.send: deliver one notification if it is due and nobody else has it."""
+    done = services.deliver(notification_id, now=clock.now())
+    return "not_claimed" if done is None else done.status
+
+
+@task()
+def sweep_notifications() -> int:
+    """notify.sweep: wake lost pending rows, abandon rows stuck mid-send."""
+    return services.sweep_outbox(now=clock.now())
