@@ -88,6 +88,14 @@ TABLE = [
     # the time rule (409); others are stopped first.
     ("POST", "/sessions/{session}/start", {}, (401, 403, 404, 409, 404, 409)),
     ("POST", "/sessions/{session}/complete", {}, (401, 403, 404, 409, 404, 409)),
+    ("GET", "/sessions/{session}/access", None, (401, 200, 404, 200, 404, 200)),
+    ("POST", "/sessions/{session}/access/converge", {}, (401, 403, 404, 403, 404, 200)),
+    # The sweep trigger takes the cron secret, never a user's token.
+    ("POST", "/system/sweep", {}, (401, 401, 401, 401, 401, 401)),
+    ("GET", "/me/discord", None, (401, 200, 200, 200, 200, 200)),
+    ("DELETE", "/me/discord", None, (401, 204, 204, 204, 204, 204)),
+    ("GET", "/admin/discord", None, (401, 403, 403, 403, 403, 200)),
+    ("PUT", "/admin/discord", {"guild_id": "123"}, (401, 403, 403, 403, 403, 200)),
     ("GET", "/openapi.json", None, (200, 200, 200, 200, 200, 200)),
 ]
 CASES = [(m, p, b, role, codes[i]) for m, p, b, codes in TABLE for i, role in enumerate(ROLES)]

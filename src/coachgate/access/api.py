@@ -29,7 +29,7 @@ class CronSecret(HttpBearer):
     secret configured the endpoint accepts nobody."""
 
     def authenticate(self, request: HttpRequest, token: str) -> str | None:
-        secret = settings.COACHGATE.get("CRON_SECRET", "")
+        secret = str(settings.COACHGATE.get("CRON_SECRET", "") or "")
         if secret and hmac.compare_digest(token.encode(), secret.encode()):
             return "cron"
         return None
@@ -100,8 +100,11 @@ def session_access(request: HttpRequest, session_id: int) -> dict[str, Any]:
              summary="Converge a session's access now (admins)")
 def converge_now(request: HttpRequest, session_id: int) -> dict[str, Any]:
     user = current_user(request)
+    # 404 for sessions the caller cannot see, and for ids no session can have: the lookup
+    # through Session range-checks the id, while converge's query on the access row (a
+    # foreign key) would hand an out-of-range integer to the database driver.
+    session = get_session(user, session_id)
     if user.role != Role.ADMIN:
-        get_session(user, session_id)  # 404 for sessions the caller cannot see
         raise Forbidden("Only admins can run a session's gates by hand.")
-    services.converge(session_id, now=clock.now())
+    services.converge(session.pk, now=clock.now())
     return session_access(request, session_id)

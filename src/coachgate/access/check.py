@@ -11,6 +11,7 @@ from coachgate.integrations.discord import permissions as perms
 from coachgate.integrations.discord.client import DiscordError
 from coachgate.kit import clock
 
+from .models import Category, OfferRole
 from .services import GUILD_CHANNEL_LIMIT, discord_client, update_guild_state
 
 _COMMON = (perms.VIEW_CHANNEL | perms.MANAGE_CHANNELS | perms.CONNECT | perms.SPEAK
@@ -20,6 +21,13 @@ REQUIRED: dict[str, int] = {
     "member_overwrites": _COMMON | perms.MANAGE_ROLES,
     "session_role": _COMMON | perms.MANAGE_ROLES,
     "offer_role": _COMMON | perms.MANAGE_ROLES,
+}
+
+
+# What to do about the answers an operator is most likely to meet here.
+_HINTS: dict[tuple[int | None, int | None], str] = {
+    (401, 0): " (the bot token is wrong or was reset)",
+    (404, 10004): " (the guild id is wrong, or the bot is not in that guild)",
 }
 
 
@@ -60,7 +68,9 @@ def check_guild(mode: str | None = None) -> CheckReport:
         member = client.get_guild_member(cfg.guild_id, str(bot["id"]))
         channels = client.list_guild_channels(cfg.guild_id)
     except DiscordError as exc:
-        report.add(False, f"Discord answered {exc.status} (code {exc.code}): {exc.message}")
+        # str(exc) reads "GET /users/@me: 401 (code 0): ..." or "...: no answer: ..." when
+        # Discord could not be reached (status None).
+        report.add(False, f"Discord: {exc}{_HINTS.get((exc.status, exc.code), '')}")
         return report
     everyone = int(roles.get(cfg.guild_id, {}).get("permissions", "0"))
     member_role_perms = [int(roles[r]["permissions"]) for r in member.get("roles", [])
@@ -76,9 +86,16 @@ def check_guild(mode: str | None = None) -> CheckReport:
     if cfg.category_id:
         report.add(cfg.category_id in ids, f"platform category {cfg.category_id} "
                    + ("exists" if cfg.category_id in ids else "not found in the guild"))
-    ours = sum(1 for c in channels if str(c.get("name", "")).startswith("cg-"))
+    # Count "other" channels exactly as the sweep does (services.repair_drift): the booking
+    # guard adds coachgate's own channels and categories on top of this figure, so counting
+    # our categories here as well would refuse bookings the guild has room for.
+    our_categories = set(Category.objects.filter(guild_id=cfg.guild_id)
+                         .values_list("category_id", flat=True))
+    offer_channels = set(OfferRole.objects.values_list("channel_id", flat=True))
+    ours = sum(1 for c in channels if str(c.get("name", "")).startswith("cg-")
+               or str(c["id"]) in our_categories or str(c["id"]) in offer_channels)
     update_guild_state(cfg.guild_id, len(channels) - ours, clock.now())
     report.add(len(channels) < GUILD_CHANNEL_LIMIT,
                f"guild holds {len(channels)} of {GUILD_CHANNEL_LIMIT} channels "
-               f"({ours} are coachgate session channels)")
+               f"({ours} are coachgate's session channels and categories)")
     return report

@@ -49,7 +49,8 @@ from .rules import GateKind, Phase
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)
+# Longer than any run can take (a few calls, each bounded by the client's timeout).
+LEASE = timedelta(seconds=float(os.environ.get("COACHGATE_ACCESS_LEASE_SECONDS", "60")))
 BUSY_RETRY = timedelta(seconds=1)
 ACTION_RETRY = timedelta(minutes=5)  # a revoke that someone must fix is still retried
 CATEGORY_CAPACITY = 50

@@ -389,7 +389,8 @@ class DiscordEmulator:
         # faults
         self._fail: list[tuple[int, int, str | None]] = []  # (remaining, status, route)
         self._outage = False
-        self._timeouts: list[tuple[int, float, bool]] = []  # (remaining, seconds, applied)
+        # (remaining, seconds, applied, route)
+        self._timeouts: list[tuple[int, float, bool, str | None]] = []
         self._storm: tuple[int, float, bool] | None = None
         # the bot
         self._bot = _User(self._next_id(), bot_username, None, bot=True)
@@ -716,13 +717,15 @@ class DiscordEmulator:
         with self._lock:
             self._outage = on
 
-    def timeout_next(self, n: int, seconds: float, *, applied: bool = True) -> None:
+    def timeout_next(self, n: int, seconds: float, *, applied: bool = True,
+                     route: str | None = None) -> None:
         """Hold the answers to the next ``n`` API requests for ``seconds`` (longer than
         the client's timeout). ``applied=True`` (default): the change is made, only the
         answer is late — as when Discord did the work and the client gave up waiting;
-        ``applied=False``: nothing changes."""
+        ``applied=False``: nothing changes. ``route`` limits it to matching requests, as
+        for ``fail_next``."""
         with self._lock:
-            self._timeouts.append((n, float(seconds), applied))
+            self._timeouts.append((n, float(seconds), applied, route))
 
     def rate_limit_storm(self, n: int, retry_after: float = 0.2, global_: bool = False) -> None:
         """The next ``n`` API requests answer 429 with ``retry_after``."""
@@ -1207,7 +1210,7 @@ class DiscordEmulator:
         fault = self._take_fault(method, route.template)
         if fault is not None:
             return as_is(fault)
-        hold, applied = self._take_timeout()
+        hold, applied = self._take_timeout(method, route.template)
         if hold and not applied:
             return as_is(_Answer(504, {"message": "504: Gateway Timeout", "code": 0},
                                  hold=hold))
@@ -1269,15 +1272,16 @@ class DiscordEmulator:
             return answer
         return None
 
-    def _take_timeout(self) -> tuple[float, bool]:
-        if not self._timeouts:
-            return 0.0, True
-        remaining, seconds, applied = self._timeouts[0]
-        if remaining <= 1:
-            self._timeouts.pop(0)
-        else:
-            self._timeouts[0] = (remaining - 1, seconds, applied)
-        return seconds, applied
+    def _take_timeout(self, method: str, template: str) -> tuple[float, bool]:
+        for i, (remaining, seconds, applied, route) in enumerate(self._timeouts):
+            if route is not None and route not in (template, f"{method} {template}"):
+                continue
+            if remaining <= 1:
+                del self._timeouts[i]
+            else:
+                self._timeouts[i] = (remaining - 1, seconds, applied, route)
+            return seconds, applied
+        return 0.0, True
 
     @staticmethod
     def _too_many(retry_after: float, is_global: bool, scope: str,
