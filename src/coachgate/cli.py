@@ -7,6 +7,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coachgate.access.worker import GateWorker
 
 
 def _setup() -> None:
@@ -58,16 +62,18 @@ def _embedded_worker(args: argparse.Namespace) -> bool:
 
 
 def _make_worker(*, sweep_interval: float | None, poll_interval: float | None = None,
-                 sweep: bool = True, tasks: bool = True):  # type: ignore[no-untyped-def]
+                 sweep: bool = True, tasks: bool = True) -> GateWorker:
     from django.conf import settings
 
     from coachgate.access.services import worker_identity
     from coachgate.access.worker import GateWorker
 
-    cfg = settings.COACHGATE
+    cfg: dict[str, Any] = settings.COACHGATE
     return GateWorker(
-        poll_interval=cfg["WORKER_POLL_INTERVAL"] if poll_interval is None else poll_interval,
-        sweep_interval=cfg["SWEEP_INTERVAL"] if sweep_interval is None else sweep_interval,
+        poll_interval=float(cfg["WORKER_POLL_INTERVAL"]) if poll_interval is None
+        else poll_interval,
+        sweep_interval=float(cfg["SWEEP_INTERVAL"]) if sweep_interval is None
+        else sweep_interval,
         worker_id=worker_identity(), sweep=sweep, tasks=tasks)
 
 
@@ -129,6 +135,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    # The demo's emails (confirmations, reminders, "access is open") go to files.
+    os.environ.setdefault("COACHGATE_EMAIL_BACKEND",
+                          "django.core.mail.backends.filebased.EmailBackend")
     _setup()
     _migrate(verbosity=0)
     import threading

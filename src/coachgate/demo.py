@@ -9,14 +9,14 @@ emulator account, so Discord offers can be booked and their channels appear on t
 
 from __future__ import annotations
 
-from datetime import time as dtime
-from datetime import timedelta
-from zoneinfo import ZoneInfo
-
 import sys
 import time
+from datetime import time as dtime
+from datetime import timedelta
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import transaction
 
 from coachgate.accounts import discord as linked
@@ -78,7 +78,8 @@ def start_discord() -> DiscordEmulator:
 def link_everyone(emu: DiscordEmulator) -> None:
     """Link every demo user to a fresh emulator account (what the OAuth connect flow does)."""
     cfg = linked.guild_settings()
-    assert cfg is not None
+    if cfg is None:
+        raise RuntimeError("start_discord() configures the guild first")
     now = clock.now()
     for user in User.objects.filter(email__endswith="@demo.coachgate.test"):
         uid = emu.create_user(user.email.split("@")[0])
@@ -134,6 +135,8 @@ def load_demo(base_url: str, emu: DiscordEmulator | None = None) -> str:
     elif emu is not None:
         link_everyone(emu)
     lines = ["", "coachgate demo is ready.", "",
+             *([f"  Mail:     written to {settings.EMAIL_FILE_PATH}/"]
+               if "filebased" in settings.EMAIL_BACKEND else []),
              *([f"  Discord:  local emulator at {emu.base_url} (guild "
                 f"{linked.guild_settings().guild_id})"]  # type: ignore[union-attr]
                if emu is not None else []),

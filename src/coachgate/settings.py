@@ -161,6 +161,7 @@ EMAIL_HOST_USER = os.environ.get("COACHGATE_EMAIL_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("COACHGATE_EMAIL_PASSWORD", "")
 EMAIL_USE_TLS = _env_bool("COACHGATE_EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = 10
+EMAIL_FILE_PATH = DATA_DIR / "mail"  # for the file backend (the demo writes mail there)
 
 # --- Tasks (wake-ups; truth stays in domain rows) ---------------------------------------
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
@@ -223,5 +224,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("COACHGATE_LOG_LEVEL", "INFO")},
     # httpx logs every request at INFO; the worker counts calls in metrics instead.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"},
+                # one INFO line per task run; the worker's own log says what matters
+                "django_tasks": {"level": "WARNING"}},
 }

@@ -10,6 +10,7 @@ happened before.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -84,7 +85,7 @@ def _on_call(record: CallRecord) -> None:
         calls.append((record, getattr(_local, "shared", 0) > 0))
 
 
-class _shared_calls:  # noqa: N801 - used as a context manager, reads like a statement
+class _shared_calls:
     """Calls made for something many sessions share (the bot's id, a category, an offer's
     role): recorded without a session, not counted in a session's lifecycle."""
 
@@ -214,6 +215,8 @@ def converge(session_id: int, *, now: datetime | None = None, owner: str = "") -
     any number of times, from any number of workers."""
     now = now or clock.now()
     owner = owner or worker_identity()
+    if not 0 < session_id < 2**63:
+        return RunResult(session_id, "gone")
     claimed = (SessionAccess.objects.filter(pk=session_id)
                .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
                .update(lease_until=now + LEASE, lease_owner=owner))
@@ -583,10 +586,9 @@ def _holds_other_grant(run: _Run, member: str) -> bool:
 
 def _remove_role_quietly(client: DiscordClient, cfg: linked.GuildSettings, member: str,
                          role_id: str, reason: str) -> None:
-    try:
+    # The member left the guild or the role is gone: access is gone either way.
+    with contextlib.suppress(DiscordNotFound):
         client.remove_member_role(cfg.guild_id, member, role_id, reason=reason)
-    except DiscordNotFound:
-        pass  # member left the guild or role gone: access is gone either way
 
 
 def _teardown(run: _Run, client: DiscordClient, cfg: linked.GuildSettings, mode: str,
@@ -609,16 +611,12 @@ def _teardown(run: _Run, client: DiscordClient, cfg: linked.GuildSettings, mode:
             except DiscordNotFound:
                 row.channel_id = ""
         else:
-            try:
+            with contextlib.suppress(DiscordNotFound):
                 client.delete_channel(row.channel_id, reason=_reason(run, "revoke and delete"))
-            except DiscordNotFound:
-                pass
             row.channel_id, row.category_id = "", ""
     if row.role_id:
-        try:
+        with contextlib.suppress(DiscordNotFound):
             client.delete_role(cfg.guild_id, row.role_id, reason=_reason(run, "delete role"))
-        except DiscordNotFound:
-            pass
         row.role_id = ""
     row.granted = []
     row.create_intent_at = None
@@ -637,7 +635,7 @@ def channel_link(row: SessionAccess) -> str:
                    .values_list("channel_id", flat=True).first() or "")
     if row.discord and channel and row.guild_id:
         return f"https://discord.com/channels/{row.guild_id}/{channel}"
-    return f"{settings.COACHGATE['PUBLIC_URL'].rstrip('/')}/sessions/"
+    return f"{str(settings.COACHGATE['PUBLIC_URL']).rstrip('/')}/sessions/"
 
 
 def _session_context(run: _Run) -> dict[str, Any]:
@@ -810,10 +808,8 @@ def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None
         if (SessionAccess.objects.filter(pk=session_id, archived=True, channel_id=channel_id)
                 .exists()):
             continue
-        try:
+        with contextlib.suppress(DiscordNotFound):
             client.delete_channel(channel_id, reason="coachgate: orphaned session channel")
-        except DiscordNotFound:
-            pass
         report.orphans_deleted += 1
 
 

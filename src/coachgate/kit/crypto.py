@@ -54,4 +54,5 @@ def decrypt(ciphertext: str) -> str:
     try:
         return _current().decrypt(ciphertext.encode()).decode()
     except InvalidToken:
-        raise SecretUnreadable("stored secret cannot be decrypted with the configured key") from None
+        raise SecretUnreadable(
+            "stored secret cannot be decrypted with the configured key") from None

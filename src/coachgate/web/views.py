@@ -40,9 +40,12 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-    token = settings.COACHGATE.get("METRICS_TOKEN", "")
+    token = str(settings.COACHGATE.get("METRICS_TOKEN", "") or "")
     sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    allowed = (request.META.get("REMOTE_ADDR") in ("127.0.0.1", "::1")
+    # Behind a reverse proxy on the same machine every request arrives from loopback: one
+    # that carries forwarding headers came from somewhere else and is not "local".
+    proxied = any(h in request.headers for h in ("X-Forwarded-For", "Forwarded", "X-Real-IP"))
+    allowed = ((request.META.get("REMOTE_ADDR") in ("127.0.0.1", "::1") and not proxied)
                or (token and hmac.compare_digest(sent.encode(), token.encode()))
                or (request.user.is_authenticated and request.user.role == "admin"))
     if not allowed:
