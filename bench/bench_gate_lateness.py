@@ -44,8 +44,11 @@ def run_design(design: str, sessions: int, coaches: int) -> dict[str, float]:
            "coachgate.settings", "COACHGATE_LOG_LEVEL": "WARNING"}
     env.pop("DATABASE_URL", None)
     code = f"import sys; sys.argv=['x']; from bench.bench_gate_lateness import child; child({design!r}, {sessions}, {coaches})"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True,  # noqa: S603
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,  # noqa: S603
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        print(proc.stdout, proc.stderr[-3000:], sep="\n")
+        raise SystemExit(f"{design} run failed")
     result: dict[str, float] = {}
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -92,6 +95,7 @@ def child(design: str, sessions: int, coaches: int) -> None:  # noqa: PLR0915
         app = accounts.apply_as_coach(user, display_name=f"Coach {i}", bio="", specialties=[],
                                       timezone="UTC")
         catalog.approve_application(admin, app.pk)
+        user.refresh_from_db()
         offer = catalog.create_offer(user, {
             "title": "Bench", "price_minor": 100, "currency": "USD", "duration_minutes": 1,
             "delivery": "discord_voice", "min_notice_minutes": 0, "access_policy": policy})

@@ -156,7 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 0 if demo.run_lifecycle(emu) else 1
         finally:
             worker.stop()
-    if args.lifecycle:
+    if not args.no_lifecycle:
         threading.Thread(target=demo.run_lifecycle, args=(emu,), daemon=True).start()
     return cmd_serve(argparse.Namespace(host=args.host, port=args.port, threads=args.threads,
                                         no_migrate=True, no_worker=False, with_worker=True))
@@ -255,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     net(s)
     s.add_argument("--no-serve", action="store_true", help="load the data and exit")
     s.add_argument("--lifecycle", action="store_true",
-                   help="book a one-minute session a minute ahead and print its lifecycle")
+                   help="with --no-serve: book a one-minute session a minute ahead, print "
+                        "its lifecycle, exit (serving does this by default)")
+    s.add_argument("--no-lifecycle", action="store_true",
+                   help="serve without booking the one-minute lifecycle session")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("user", help="add or list users")
