@@ -54,3 +54,29 @@ def test_pages_show_times_in_the_viewers_zone(client, offer, student, now):
         listing = client.get("/sessions/").text
         assert "Mon 03 Mar 2031 04:00" in listing and "America/New_York" in listing
 
+
+
+def test_join_button_opens_with_the_window(client, coach, student, now, discord):
+    from datetime import timedelta
+
+    from coachgate.access import services as access
+    from coachgate.scheduling import services as scheduling
+    from tests.conftest import make_offer
+
+    discord.link(coach, now=now)
+    discord.link(student, now=now)
+    offer = make_offer(coach, delivery="discord_voice")
+    start = MONDAY.replace(hour=10)
+    session = scheduling.book_session(student, offer.pk, start, now=now).session
+    with time_machine.travel(start - timedelta(minutes=6), tick=False):
+        client.force_login(student)
+        access.converge(session.pk)
+        page = client.get("/sessions/").text
+        assert "Join now" not in page and "data-opens=" in page
+    with time_machine.travel(start - timedelta(minutes=5), tick=False):
+        page = client.get("/sessions/").text
+        link = access.channel_link(access.SessionAccess.objects.get(pk=session.pk))
+        assert "Join now" in page and link in page and "discord.com/channels/" in link
+    with time_machine.travel(start + timedelta(hours=2), tick=False):
+        access.converge(session.pk)
+        assert "Join now" not in client.get("/sessions/").text

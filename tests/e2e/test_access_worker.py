@@ -254,3 +254,23 @@ def test_discord_outage_then_recovery(discord: DiscordEnv, worker: Worker,
     spans = discord.emu.view_intervals(creates_for(discord, late)[0].channel_id)
     assert set(spans) <= allowed and all(e is not None for iv in spans.values() for _, e in iv)
 
+
+
+def test_two_workers_never_act_twice(discord: DiscordEnv, tmp_path: Path,
+                                     people: dict[str, Any]) -> None:
+    """Two worker processes share the wake-ups and the sweep: every session gets exactly
+    one channel create and one delete."""
+    workers = [Worker(discord, tmp_path / f"w{i}.out") for i in range(2)]
+    try:
+        for w in workers:
+            w.start()
+        sessions = [book_soon(people, i, start_in=2.5, length=1.5) for i in range(3)]
+        wait_for(lambda: all(phase(s) == "revoked" for s in sessions), 20, "every revoke")
+    finally:
+        for w in workers:
+            w.stop()
+    for s in sessions:
+        tag = f"coachgate session {s.pk}:"
+        actions = [e.action for e in discord.emu.log if (e.reason or "").startswith(tag)]
+        assert actions == ["channel_create", "channel_delete"], (s.pk, actions)
+    assert discord.session_channels() == []

@@ -707,8 +707,9 @@ class SweepReport:
 
 def due_session_ids(now: datetime, limit: int = 500) -> list[int]:
     """Sessions whose access is behind their gates: one range scan of a partial index."""
-    return list(SessionAccess.objects.filter(next_due_at__lte=now).order_by("next_due_at")
-                .values_list("pk", flat=True)[:limit])
+    return list(SessionAccess.objects.filter(next_due_at__lte=now)
+                .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+                .order_by("next_due_at").values_list("pk", flat=True)[:limit])
 
 
 def create_missing_rows(now: datetime, limit: int = 500) -> int:
@@ -729,10 +730,14 @@ def sweep(*, now: datetime | None = None, limit: int = 500, drift: bool = True,
     orphans left by crashes)."""
     now = now or clock.now()
     report = SweepReport(rows_created=create_missing_rows(now))
-    for session_id in due_session_ids(now, limit):
-        result = converge(session_id, now=now, owner=owner)
-        report.converged += 1
-        report.outcomes[result.outcome] = report.outcomes.get(result.outcome, 0) + 1
+    for _ in range(200):  # in batches, until nothing due at the sweep's start is left
+        batch = due_session_ids(now, limit)
+        for session_id in batch:
+            result = converge(session_id, now=now, owner=owner)
+            report.converged += 1
+            report.outcomes[result.outcome] = report.outcomes.get(result.outcome, 0) + 1
+        if len(batch) < limit:
+            break
     if drift:
         try:
             repair_drift(report, now=now, owner=owner)
@@ -858,6 +863,31 @@ def check_student_link(student: User) -> None:
 
 def gates_of(session: Session) -> list[rules.Gate]:
     return rules.timeline(session.starts_at, session.ends_at, _policy(session.offer))
+
+
+@dataclass(frozen=True)
+class JoinInfo:
+    open: bool
+    opens_at: datetime
+    closes_at: datetime
+    link: str | None
+
+
+def join_info(sessions: list[Session], now: datetime) -> dict[int, JoinInfo]:
+    """For pages: when each session's join button opens and, inside the window, where it
+    leads. One query for all the access rows."""
+    rows = SessionAccess.objects.in_bulk([s.pk for s in sessions])
+    out: dict[int, JoinInfo] = {}
+    for s in sessions:
+        gates = gates_of(s)
+        open_now = rules.join_window_open(gates, live=s.status in LIVE, now=now)
+        row = rows.get(s.pk)
+        if row is not None:
+            row.session = s
+        out[s.pk] = JoinInfo(open_now, rules.gate_at(gates, GateKind.JOIN_WINDOW),
+                             rules.gate_at(gates, GateKind.REVOKE),
+                             channel_link(row) if open_now and row is not None else None)
+    return out
 
 
 def requeue_all_due(now: datetime) -> int:

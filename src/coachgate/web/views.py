@@ -113,9 +113,16 @@ def book(request: HttpRequest, offer_id: int) -> HttpResponse:
 @login_required
 def my_sessions(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
-    rows = list(scheduling.visible_sessions(user).order_by("-starts_at")[:200])
+    from coachgate.access.services import join_info
+
+    rows = list(scheduling.visible_sessions(user).select_related("offer", "coach")
+                .order_by("-starts_at")[:200])
+    now = clock.now()
+    joins = join_info(rows, now)
+    for s in rows:
+        s.join = joins[s.pk]  # type: ignore[attr-defined]
     return render(request, "web/sessions.html",
-                  {"rows": rows, "tz": str(timezone.get_current_timezone())})
+                  {"rows": rows, "tz": str(timezone.get_current_timezone()), "now": now})
 
 
 @login_required
