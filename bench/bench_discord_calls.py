@@ -31,7 +31,6 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 
 
-
 def main() -> int:
     call_command("migrate", verbosity=0, interactive=False)
     from coachgate.access import services
@@ -39,6 +38,7 @@ def main() -> int:
     from coachgate.accounts import discord as linked
     from coachgate.accounts import services as accounts
     from coachgate.catalog import services as catalog
+    from coachgate.demo import link_to_emulator
     from coachgate.integrations.discord.emulator import DiscordEmulator
     from coachgate.kit import clock
     from coachgate.scheduling import services as scheduling
@@ -60,15 +60,7 @@ def main() -> int:
         coach, [scheduling.RuleInput(d, time(0), time(23, 59)) for d in range(7)])
     student = accounts.create_user(email="student@calls.test", password=None)
     for user in (coach, student):
-        uid = emu.create_user(user.email.split("@")[0])
-        tok = emu.issue_user_token(uid)
-        emu.add_member(guild, uid)
-        linked.link_discord_account(user, discord_user_id=uid, username=user.email,
-                                    access_token=tok["access_token"],
-                                    refresh_token=tok["refresh_token"],
-                                    expires_at=now + timedelta(days=7), scopes="identify",
-                                    now=now)
-        linked.record_guild_membership(uid, True, now=now)
+        link_to_emulator(emu, guild, user, now=now)
     rows = []
     for i, mode in enumerate(["member_overwrites", "session_role", "offer_role"]):
         offer = catalog.create_offer(coach, {

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run_design(design: str, sessions: int, coaches: int) -> dict[str, float]:
@@ -43,8 +43,9 @@ def run_design(design: str, sessions: int, coaches: int) -> dict[str, float]:
     env = {**os.environ, "COACHGATE_DATA_DIR": data_dir, "DJANGO_SETTINGS_MODULE":
            "coachgate.settings", "COACHGATE_LOG_LEVEL": "WARNING"}
     env.pop("DATABASE_URL", None)
-    code = f"import sys; sys.argv=['x']; from bench.bench_gate_lateness import child; child({design!r}, {sessions}, {coaches})"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,  # noqa: S603
+    code = ("from bench.bench_gate_lateness import child; "
+            f"child({design!r}, {sessions}, {coaches})")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
                           capture_output=True, text=True, check=False)
     if proc.returncode:
         print(proc.stdout, proc.stderr[-3000:], sep="\n")
@@ -59,7 +60,7 @@ def run_design(design: str, sessions: int, coaches: int) -> dict[str, float]:
     return result
 
 
-def child(design: str, sessions: int, coaches: int) -> None:  # noqa: PLR0915
+def child(design: str, sessions: int, coaches: int) -> None:
     """Runs in a fresh process with its own data directory (settings read it at import)."""
     import django
 
@@ -75,6 +76,7 @@ def child(design: str, sessions: int, coaches: int) -> None:  # noqa: PLR0915
     from coachgate.accounts.models import User
     from coachgate.catalog import services as catalog
     from coachgate.catalog.models import CoachProfile, Offer
+    from coachgate.demo import link_to_emulator
     from coachgate.integrations.discord.emulator import DiscordEmulator
     from coachgate.kit import clock
     from coachgate.scheduling.models import Booking, Session
@@ -103,15 +105,7 @@ def child(design: str, sessions: int, coaches: int) -> None:  # noqa: PLR0915
         offers.append(Offer.objects.get(pk=offer.pk))
         students.append(accounts.create_user(email=f"student{i}@bench.test", password=None))
     for user in User.objects.exclude(role="admin"):
-        uid = emu.create_user(user.email.split("@")[0])
-        tok = emu.issue_user_token(uid)
-        emu.add_member(guild, uid)
-        linked.link_discord_account(user, discord_user_id=uid, username=user.email,
-                                    access_token=tok["access_token"],
-                                    refresh_token=tok["refresh_token"],
-                                    expires_at=now + timedelta(days=7), scopes="identify",
-                                    now=now)
-        linked.record_guild_membership(uid, True, now=now)
+        link_to_emulator(emu, guild, user, now=now)
     profiles = {p.pk: p for p in CoachProfile.objects.all()}
     # One session per coach (a coach's sessions cannot overlap): each grant falls at a
     # random moment of the minute that starts 20 s from now; each session lasts 65 s.
@@ -137,7 +131,7 @@ def child(design: str, sessions: int, coaches: int) -> None:  # noqa: PLR0915
     args = [sys.executable, "-m", "coachgate.cli", "worker"]
     args += ["--sweep-only", "--sweep-interval", "60"] if design == "sweep" else [
         "--sweep-interval", "30"]
-    worker = subprocess.Popen(args, env=os.environ.copy(), stdout=subprocess.DEVNULL)  # noqa: S603
+    worker = subprocess.Popen(args, env=os.environ.copy(), stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:

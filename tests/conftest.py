@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from coachgate.accounts import discord as linked
 from coachgate.accounts import services as accounts
 from coachgate.accounts.models import User
 from coachgate.catalog import services as catalog
@@ -147,17 +146,9 @@ class DiscordEnv:
 
     def link(self, user: User, *, in_guild: bool = True, now: datetime) -> str:
         """Link the user to a fresh emulator account (as the OAuth flow would)."""
-        uid = self.emu.create_user(user.email.split("@")[0])
-        token = self.emu.issue_user_token(uid)
-        if in_guild:
-            self.emu.add_member(self.guild_id, uid)
-        linked.link_discord_account(
-            user, discord_user_id=uid, username=user.email, access_token=token["access_token"],
-            refresh_token=token["refresh_token"], expires_at=now + timedelta(days=7),
-            scopes="identify guilds.join", now=now)
-        if in_guild:
-            linked.record_guild_membership(uid, True, now=now)
-        return uid
+        from coachgate.demo import link_to_emulator
+
+        return link_to_emulator(self.emu, self.guild_id, user, now=now, in_guild=in_guild)
 
     def session_channels(self) -> list[dict[str, Any]]:
         return [c for c in self.emu.channels(self.guild_id)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime, timedelta
 from datetime import time as dtime
-from datetime import timedelta
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
@@ -75,6 +75,24 @@ def start_discord() -> DiscordEmulator:
     return emu
 
 
+def link_to_emulator(emu: DiscordEmulator, guild_id: str, user: User, *,
+                     now: datetime, in_guild: bool = True) -> str:
+    """Link ``user`` to a fresh emulator account, as the OAuth connect flow would, and
+    (by default) make them a member of the guild. Used by the demo, benchmarks and tests."""
+    uid = emu.create_user(user.email.split("@")[0])
+    token = emu.issue_user_token(uid)
+    if in_guild:
+        emu.add_member(guild_id, uid)
+    linked.link_discord_account(user, discord_user_id=uid, username=user.display_name
+                                or user.email, access_token=token["access_token"],
+                                refresh_token=token["refresh_token"],
+                                expires_at=now + timedelta(days=7),
+                                scopes="identify guilds.join", now=now)
+    if in_guild:
+        linked.record_guild_membership(uid, True, now=now)
+    return uid
+
+
 def link_everyone(emu: DiscordEmulator) -> None:
     """Link every demo user to a fresh emulator account (what the OAuth connect flow does)."""
     cfg = linked.guild_settings()
@@ -82,15 +100,7 @@ def link_everyone(emu: DiscordEmulator) -> None:
         raise RuntimeError("start_discord() configures the guild first")
     now = clock.now()
     for user in User.objects.filter(email__endswith="@demo.coachgate.test"):
-        uid = emu.create_user(user.email.split("@")[0])
-        token = emu.issue_user_token(uid)
-        emu.add_member(cfg.guild_id, uid)
-        linked.link_discord_account(user, discord_user_id=uid, username=user.display_name,
-                                    access_token=token["access_token"],
-                                    refresh_token=token["refresh_token"],
-                                    expires_at=now + timedelta(days=7),
-                                    scopes="identify guilds.join", now=now)
-        linked.record_guild_membership(uid, True, now=now)
+        link_to_emulator(emu, cfg.guild_id, user, now=now)
 
 
 @transaction.atomic
