@@ -134,18 +134,21 @@ def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
     gates = rules.timeline(session.starts_at, session.ends_at, policy)
     window_start, window_end = rules.access_window(session.starts_at, session.ends_at, policy)
     live = session.status in LIVE
-    row = SessionAccess.objects.filter(pk=session.pk).first()
-    if row is None:
-        row = SessionAccess(session=session, window_start=window_start, window_end=window_end,
-                            discord=offer.delivery == Delivery.DISCORD_VOICE,
-                            mode=policy.discord_mode)
-    elif (row.window_start, row.window_end) != (window_start, window_end):
+    # Two bookings of one group session commit at once and both land here: the row is
+    # created once (get_or_create retries the read after a lost insert) and then locked,
+    # so the second update waits for the first.
+    SessionAccess.objects.get_or_create(session=session, defaults={
+        "window_start": window_start, "window_end": window_end,
+        "discord": offer.delivery == Delivery.DISCORD_VOICE, "mode": policy.discord_mode})
+    row = SessionAccess.objects.select_for_update().get(pk=session.pk)
+    if (row.window_start, row.window_end) != (window_start, window_end):
         # Rescheduled: reminders and the "access is open" message belong to the new time.
         row.reminder_sent_before_s = None
         row.access_open_sent = False
     row.window_start, row.window_end = window_start, window_end
     desired = rules.desired_phase(gates, live=live, now=now)
-    holds_nothing = not (row.channel_id or row.role_id or row.granted)
+    holds_nothing = not (row.channel_id or row.role_id or row.granted
+                         or row.create_intent_at or (row.lease_until and row.lease_until > now))
     if desired == Phase.REVOKED and holds_nothing and row.phase in (Phase.NONE, Phase.REVOKED):
         # Cancelled (or over) before anything was made: nothing to undo, no run needed.
         row.phase = Phase.REVOKED
@@ -154,7 +157,9 @@ def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
         row.next_due_at = now
     else:
         row.next_due_at = rules.next_due(gates, now=now, live=live)
-    row.save()
+    # Only the fields this function owns: a gate run may be writing the Discord ones.
+    row.save(update_fields=["window_start", "window_end", "reminder_sent_before_s",
+                            "access_open_sent", "phase", "next_due_at", "updated_at"])
     wake_up_on_commit(session.pk, row.next_due_at)
     return row
 

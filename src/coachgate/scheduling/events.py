@@ -18,8 +18,12 @@ booking_requested = Signal()
 
 
 def emit_on_commit(kind: str, session_id: int, booking_id: int | None = None) -> None:
+    # robust: the change has committed; a failing receiver is logged, never turned into an
+    # error for the caller whose booking succeeded (the access sweep repairs what a lost
+    # event missed).
     transaction.on_commit(
         lambda: session_changed.send(
             sender=None, kind=kind, session_id=session_id, booking_id=booking_id
-        )
+        ),
+        robust=True,
     )
