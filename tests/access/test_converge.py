@@ -157,6 +157,21 @@ def test_sweep_repairs_a_channel_deleted_by_hand_and_removes_orphans(
     assert visible_to(discord, channel["id"]) == {setup["ids"]["coach"], setup["ids"]["student"]}
 
 
+def test_sweep_adds_back_a_member_removed_from_the_guild(
+        setup: dict[str, Any], discord: DiscordEnv, now: datetime) -> None:
+    session = book(setup["student"], setup["offer"].pk, START, now)
+    services.converge(session.pk, now=START - H)
+    channel_id = SessionAccess.objects.get(pk=session.pk).channel_id
+    student = setup["ids"]["student"]
+    discord.emu.remove_member(discord.guild_id, student)
+    assert student not in visible_to(discord, channel_id)
+    report = services.sweep(now=START - H + timedelta(minutes=10))
+    assert report.members_readded == 1
+    assert visible_to(discord, channel_id) == {setup["ids"]["coach"], student}
+    # Checked again only after five minutes: the next sweep makes no member calls.
+    assert services.sweep(now=START - H + timedelta(minutes=11)).members_readded == 0
+
+
 def test_sweep_repairs_an_overwrite_removed_by_hand(setup: dict[str, Any], discord: DiscordEnv,
                                                    now: datetime) -> None:
     session = book(setup["student"], setup["offer"].pk, START, now)

@@ -42,6 +42,7 @@ class SweepOut(Schema):
     channels_recreated: int
     overwrites_repaired: int
     orphans_deleted: int
+    members_readded: int
     drift_error: str
 
 

@@ -701,13 +701,15 @@ class SweepReport:
     channels_recreated: int = 0
     overwrites_repaired: int = 0
     orphans_deleted: int = 0
+    members_readded: int = 0
     drift_error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"rows_created": self.rows_created, "converged": self.converged,
                 "outcomes": self.outcomes, "channels_recreated": self.channels_recreated,
                 "overwrites_repaired": self.overwrites_repaired,
-                "orphans_deleted": self.orphans_deleted, "drift_error": self.drift_error}
+                "orphans_deleted": self.orphans_deleted,
+                "members_readded": self.members_readded, "drift_error": self.drift_error}
 
 
 def due_session_ids(now: datetime, limit: int = 500) -> list[int]:
@@ -807,6 +809,7 @@ def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None
         verified.append(row.pk)
     for start in range(0, len(verified), 500):
         SessionAccess.objects.filter(pk__in=verified[start:start + 500]).update(verified_at=now)
+    _repair_members(report, client, cfg, now=now)
     in_flight = set(SessionAccess.objects.filter(lease_until__gt=now)
                     .values_list("pk", flat=True))
     for channel_id, ch in ours.items():
@@ -821,6 +824,38 @@ def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None
         with contextlib.suppress(DiscordNotFound):
             client.delete_channel(channel_id, reason="coachgate: orphaned session channel")
         report.orphans_deleted += 1
+
+
+MEMBER_CHECK_EVERY = timedelta(minutes=5)
+MEMBER_CHECKS_PER_SWEEP = 20
+
+
+def _repair_members(report: SweepReport, client: DiscordClient, cfg: linked.GuildSettings,
+                    *, now: datetime) -> None:
+    """Members holding access who left or were removed from the guild are added back with
+    their own guilds.join grant (their channel overwrites still name them). A few per sweep,
+    each member at most every 5 minutes, so the check costs little."""
+    from coachgate.accounts.models import DiscordLink
+
+    holders = {m for g in SessionAccess.objects.filter(phase=Phase.GRANTED, discord=True)
+               .values_list("granted", flat=True) for m in (g or [])}
+    if not holders:
+        return
+    due = (DiscordLink.objects.select_related("user").filter(discord_user_id__in=holders)
+           .filter(Q(checked_at__isnull=True) | Q(checked_at__lt=now - MEMBER_CHECK_EVERY))
+           .order_by("checked_at")[:MEMBER_CHECKS_PER_SWEEP])
+    for link in due:
+        try:
+            client.get_guild_member(cfg.guild_id, link.discord_user_id)
+            linked.record_guild_membership(link.discord_user_id, True, now=now)
+        except DiscordNotFound:
+            linked.record_guild_membership(link.discord_user_id, False, now=now)
+            try:
+                linked.ensure_in_guild(link.user, now=now)
+                report.members_readded += 1
+            except ActionRequired as exc:
+                log.warning("could not add %s back to the guild: %s", link.user.email,
+                            exc.message)
 
 
 # --- booking guard -----------------------------------------------------------------------
