@@ -232,8 +232,8 @@ def run_lifecycle(emu: DiscordEmulator, out: TextIO = sys.stdout, timeout: float
     while time.monotonic() < deadline:
         for entry in emu.log[seen:]:
             if tag in (entry.reason or ""):
-                say(f"Discord: {entry.action} {entry.channel_id or ''} "
-                    f"{entry.user_id or ''} — {entry.reason}".rstrip())
+                what = " ".join(x for x in (entry.action, entry.channel_id, entry.user_id) if x)
+                say(f"Discord: {what} — {entry.reason}")
         seen = len(emu.log)
         now = clock.now()
         for label, at in (("session starts", session.starts_at),
