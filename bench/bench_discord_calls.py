@@ -11,51 +11,26 @@ shown apart. Target: 2 in the default mode; reference/000's design needed 6.
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 from collections import Counter
-from datetime import timedelta
-from pathlib import Path
+from datetime import time, timedelta
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coachgate.settings")
-if not os.environ.get("DATABASE_URL"):
-    os.environ.setdefault("COACHGATE_DATA_DIR", tempfile.mkdtemp(prefix="cg-bench-"))
-
-import django  # noqa: E402
-
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
+from _kit import discord_guild, make_coach, setup_django
 
 
 def main() -> int:
-    call_command("migrate", verbosity=0, interactive=False)
+    setup_django()
     from coachgate.access import services
     from coachgate.access.models import DiscordCall
-    from coachgate.accounts import discord as linked
     from coachgate.accounts import services as accounts
     from coachgate.catalog import services as catalog
     from coachgate.demo import link_to_emulator
-    from coachgate.integrations.discord.emulator import DiscordEmulator
     from coachgate.kit import clock
     from coachgate.scheduling import services as scheduling
 
-    emu = DiscordEmulator()
-    emu.start()
-    guild = emu.create_guild("bench")
-    linked.save_guild_config(guild_id=guild, bot_token=emu.bot_token, api_url=emu.base_url)
+    emu, guild = discord_guild()
     now = clock.now()
     admin = accounts.create_user(email="admin@calls.test", password=None, role="admin")
-    coach = accounts.create_user(email="coach@calls.test", password=None)
-    app = accounts.apply_as_coach(coach, display_name="Coach", bio="", specialties=[],
-                                  timezone="UTC")
-    catalog.approve_application(admin, app.pk)
-    coach.refresh_from_db()
-    from datetime import time
-
+    coach = make_coach(admin, "coach@calls.test")
     scheduling.set_weekly_availability(
         coach, [scheduling.RuleInput(d, time(0), time(23, 59)) for d in range(7)])
     student = accounts.create_user(email="student@calls.test", password=None)

@@ -16,24 +16,14 @@ Target: the indexed lookup at 1M within 2x of 10k.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coachgate.settings")
-if not os.environ.get("DATABASE_URL"):
-    os.environ.setdefault("COACHGATE_DATA_DIR", tempfile.mkdtemp(prefix="cg-bench-"))
+from _kit import make_coach, setup_django
 
-import django  # noqa: E402
-
-django.setup()
+setup_django(migrate=False)
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
@@ -79,10 +69,7 @@ def main() -> int:
     from coachgate.scheduling.models import Session
 
     admin = accounts.create_user(email="admin@due.test", password=None, role="admin")
-    coach = accounts.create_user(email="coach@due.test", password=None)
-    app = accounts.apply_as_coach(coach, display_name="Due", bio="", specialties=[],
-                                  timezone="UTC")
-    catalog.approve_application(admin, app.pk)
+    coach = make_coach(admin, "coach@due.test", name="Due")
     offer = catalog.create_offer(coach, {"title": "Due", "price_minor": 100, "currency": "USD",
                                          "duration_minutes": 30, "delivery": "jitsi"})
     offer = Offer.objects.get(pk=offer.pk)

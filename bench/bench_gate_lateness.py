@@ -62,30 +62,24 @@ def run_design(design: str, sessions: int, coaches: int) -> dict[str, float]:
 
 def child(design: str, sessions: int, coaches: int) -> None:
     """Runs in a fresh process with its own data directory (settings read it at import)."""
-    import django
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _kit import discord_guild, make_coach, setup_django
 
-    django.setup()
-    from django.core.management import call_command
+    setup_django()
     from django.db import transaction
 
-    call_command("migrate", verbosity=0, interactive=False)
     from coachgate.access import services
     from coachgate.access.models import SessionAccess
-    from coachgate.accounts import discord as linked
     from coachgate.accounts import services as accounts
     from coachgate.accounts.models import User
     from coachgate.catalog import services as catalog
     from coachgate.catalog.models import CoachProfile, Offer
     from coachgate.demo import link_to_emulator
-    from coachgate.integrations.discord.emulator import DiscordEmulator
     from coachgate.kit import clock
     from coachgate.scheduling.models import Booking, Session
 
-    emu = DiscordEmulator()
-    emu.start()
+    emu, guild = discord_guild()
     emu.configure_limits(max_channels=5000)
-    guild = emu.create_guild("bench")
-    linked.save_guild_config(guild_id=guild, bot_token=emu.bot_token, api_url=emu.base_url)
     admin = accounts.create_user(email="admin@bench.test", password=None, role="admin")
     now = clock.now()
     offers = []
@@ -93,11 +87,7 @@ def child(design: str, sessions: int, coaches: int) -> None:
     policy = {"grant_before_s": 0, "revoke_after_s": 0, "reminders_before_s": [],
               "join_window_before_s": 0}
     for i in range(coaches):
-        user = accounts.create_user(email=f"coach{i}@bench.test", password=None)
-        app = accounts.apply_as_coach(user, display_name=f"Coach {i}", bio="", specialties=[],
-                                      timezone="UTC")
-        catalog.approve_application(admin, app.pk)
-        user.refresh_from_db()
+        user = make_coach(admin, f"coach{i}@bench.test", name=f"Coach {i}")
         offer = catalog.create_offer(user, {
             "title": "Bench", "price_minor": 100, "currency": "USD", "duration_minutes": 1,
             "delivery": "discord_voice", "min_notice_minutes": 0, "access_policy": policy})

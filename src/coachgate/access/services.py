@@ -930,15 +930,6 @@ def join_info(sessions: list[Session], now: datetime) -> dict[int, JoinInfo]:
     return out
 
 
-def requeue_all_due(now: datetime) -> int:
-    """Enqueue a wake-up for every row that is due (used at worker start)."""
-    ids = due_session_ids(now, limit=10_000)
-    with transaction.atomic():
-        for sid in ids:
-            wake_up_on_commit(sid, now)
-    return len(ids)
-
-
 def update_guild_state(guild_id: str, other_channels: int, now: datetime) -> None:
     GuildState.objects.update_or_create(guild_id=guild_id, defaults={
         "other_channels": other_channels, "checked_at": now})
