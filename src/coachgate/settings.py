@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "coachgate.web.middleware.ViewerTimezoneMiddleware",
+    "coachgate.web.middleware.ApiMethodNotAllowedMiddleware",
 ]
 
 ROOT_URLCONF = "coachgate.urls"

@@ -107,7 +107,10 @@ def test_sweep_refuses_user_tokens_and_missing_headers(db: None, settings: Any,
     assert r.status_code == 401
     # GET is not the trigger.
     r = Api().client.get("/api/v1/system/sweep", HTTP_AUTHORIZATION="Bearer s3cret")
-    assert r.status_code == 405
+    assert r.status_code == 405 and r["Allow"] == "POST"
+    assert r.json() == {"code": "method_not_allowed",
+                        "message": "GET is not allowed here; use POST.",
+                        "details": {"allowed": ["POST"]}}
 
 
 def test_sweep_accepts_a_non_ascii_bearer_without_crashing(db: None, settings: Any) -> None:
