@@ -11,8 +11,7 @@ from coachgate.integrations.discord import permissions as perms
 from coachgate.integrations.discord.client import DiscordError
 from coachgate.kit import clock
 
-from .models import Category, OfferRole
-from .services import GUILD_CHANNEL_LIMIT, discord_client, update_guild_state
+from .services import GUILD_CHANNEL_LIMIT, discord_client, record_guild_channels
 
 _COMMON = (perms.VIEW_CHANNEL | perms.MANAGE_CHANNELS | perms.CONNECT | perms.SPEAK
            | perms.CREATE_INSTANT_INVITE)
@@ -86,15 +85,7 @@ def check_guild(mode: str | None = None) -> CheckReport:
     if cfg.category_id:
         report.add(cfg.category_id in ids, f"platform category {cfg.category_id} "
                    + ("exists" if cfg.category_id in ids else "not found in the guild"))
-    # Count "other" channels exactly as the sweep does (services.repair_drift): the booking
-    # guard adds coachgate's own channels and categories on top of this figure, so counting
-    # our categories here as well would refuse bookings the guild has room for.
-    our_categories = set(Category.objects.filter(guild_id=cfg.guild_id)
-                         .values_list("category_id", flat=True))
-    offer_channels = set(OfferRole.objects.values_list("channel_id", flat=True))
-    ours = sum(1 for c in channels if str(c.get("name", "")).startswith("cg-")
-               or str(c["id"]) in our_categories or str(c["id"]) in offer_channels)
-    update_guild_state(cfg.guild_id, len(channels) - ours, clock.now())
+    ours = record_guild_channels(cfg.guild_id, channels, clock.now())
     report.add(len(channels) < GUILD_CHANNEL_LIMIT,
                f"guild holds {len(channels)} of {GUILD_CHANNEL_LIMIT} channels "
                f"({ours} are coachgate's session channels and categories)")

@@ -27,7 +27,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from coachgate.accounts import discord as linked
-from coachgate.accounts.models import Role, User
+from coachgate.accounts.models import DiscordLink, Role, User
 from coachgate.catalog.models import Delivery, Offer
 from coachgate.catalog.rules import AccessPolicy, parse_access_policy
 from coachgate.integrations.discord import permissions as perms
@@ -197,7 +197,11 @@ class RunResult:
 @dataclass
 class _Participant:
     user: User
-    discord_id: str | None
+    link: DiscordLink | None
+
+    @property
+    def discord_id(self) -> str | None:
+        return self.link.discord_user_id if self.link else None
 
 
 @dataclass
@@ -243,12 +247,13 @@ def converge(session_id: int, *, now: datetime | None = None, owner: str = "") -
     try:
         row = (SessionAccess.objects
                .select_related("session__offer", "session__coach__user").get(pk=session_id))
+        snapshot = _session_snapshot(row.session)
         result = _run_claimed(row, now)
     finally:
         calls: list[tuple[CallRecord, bool]] = _local.calls
         _local.calls = None
     result.calls = sum(1 for _, shared in calls if not shared)
-    _finish(row, result, calls, now)
+    _finish(row, result, calls, now, snapshot)
     return result
 
 
@@ -264,7 +269,6 @@ def _run_claimed(row: SessionAccess, now: datetime) -> RunResult:
         kind = next((g.kind for g in reversed(gates) if g.at <= due), GateKind.PROVISION)
         if row.attempts == 0:  # lateness of a gate, not of a retry
             metrics.GATE_LATENESS.labels(kind=kind.value).observe((now - due).total_seconds())
-    row._snapshot = _session_snapshot(session)  # type: ignore[attr-defined]  # checked in _finish
     result = RunResult(session.pk, "ok", phase=desired.value)
     try:
         if row.discord:
@@ -318,11 +322,11 @@ def _session_snapshot(session: Session) -> tuple[Any, ...]:
 
 
 def _finish(row: SessionAccess, result: RunResult, calls: list[tuple[CallRecord, bool]],
-            now: datetime) -> None:
+            now: datetime, snapshot: tuple[Any, ...]) -> None:
     with transaction.atomic():
         fresh = (Session.objects.filter(pk=row.pk)
                  .values_list("status", "starts_at", "ends_at", "seats_taken").first())
-        if fresh is not None and tuple(fresh) != row._snapshot:  # type: ignore[attr-defined]
+        if fresh is not None and tuple(fresh) != snapshot:
             # The session changed while Discord was being called: run again right away.
             row.next_due_at = now
         row.runs += 1
@@ -353,7 +357,9 @@ def _participants(session: Session) -> list[_Participant]:
     students = [b.student for b in Booking.objects.select_related("student")
                 .filter(session=session, status=BookingStatus.ACTIVE)]
     users = [session.coach.user, *students]
-    return [_Participant(u, linked.discord_user_id(u)) for u in users]
+    links = {link.user_id: link for link in
+             DiscordLink.objects.filter(user_id__in=[u.pk for u in users])}
+    return [_Participant(u, links.get(u.pk)) for u in users]
 
 
 def _converge_discord(run: _Run, desired: Phase) -> None:
@@ -369,7 +375,7 @@ def _converge_discord(run: _Run, desired: Phase) -> None:
     if desired in (Phase.PROVISIONED, Phase.GRANTED):
         want: set[str] = set()
         if desired == Phase.GRANTED:
-            want = _wanted_members(run)
+            want = _wanted_members(run, client)
         if mode == "member_overwrites":
             _ensure_channel(run, client, cfg, want)
         elif mode == "session_role":
@@ -381,20 +387,19 @@ def _converge_discord(run: _Run, desired: Phase) -> None:
                   and run.policy.end_action == "archive")
 
 
-def _wanted_members(run: _Run) -> set[str]:
+def _wanted_members(run: _Run, client: DiscordClient) -> set[str]:
     run.participants = _participants(run.session)
     want: set[str] = set()
     for p in run.participants:
-        if p.discord_id is None:
+        if p.link is None:
             run.problems.append(f"{p.user.email} has no linked Discord account")
             continue
-        state = linked.verification_state(p.user)
-        if state != "verified":
+        if linked.state_of(p.link) != linked.VERIFIED:
             try:
-                linked.ensure_in_guild(p.user, now=run.now)
+                linked.ensure_in_guild(p.user, now=run.now, client=client)
             except ActionRequired as exc:
                 run.problems.append(f"could not add {p.user.email} to the guild: {exc.message}")
-        want.add(p.discord_id)
+        want.add(p.link.discord_user_id)
     return want
 
 
@@ -772,16 +777,9 @@ def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None
     client = discord_client(cfg)
     channels = client.list_guild_channels(cfg.guild_id)
     by_id = {str(ch["id"]): ch for ch in channels}
-    our_categories = set(Category.objects.filter(guild_id=cfg.guild_id)
-                         .values_list("category_id", flat=True))
     ours = {cid: ch for cid, ch in by_id.items()
             if rules.session_id_from_channel_name(str(ch.get("name", ""))) is not None}
-    offer_channels = set(OfferRole.objects.values_list("channel_id", flat=True))
-    others = sum(1 for cid, ch in by_id.items()
-                 if cid not in ours and cid not in our_categories and cid not in offer_channels
-                 and not str(ch.get("name", "")).startswith("cg-"))
-    GuildState.objects.update_or_create(guild_id=cfg.guild_id,
-                                        defaults={"other_channels": others, "checked_at": now})
+    record_guild_channels(cfg.guild_id, channels, now)
     held = {row.channel_id: row for row in SessionAccess.objects.filter(discord=True)
             .exclude(channel_id="")}
     verified: list[int] = []
@@ -835,8 +833,6 @@ def _repair_members(report: SweepReport, client: DiscordClient, cfg: linked.Guil
     """Members holding access who left or were removed from the guild are added back with
     their own guilds.join grant (their channel overwrites still name them). A few per sweep,
     each member at most every 5 minutes, so the check costs little."""
-    from coachgate.accounts.models import DiscordLink
-
     holders = {m for g in SessionAccess.objects.filter(phase=Phase.GRANTED, discord=True)
                .values_list("granted", flat=True) for m in (g or [])}
     if not holders:
@@ -851,7 +847,7 @@ def _repair_members(report: SweepReport, client: DiscordClient, cfg: linked.Guil
         except DiscordNotFound:
             linked.record_guild_membership(link.discord_user_id, False, now=now)
             try:
-                linked.ensure_in_guild(link.user, now=now)
+                linked.ensure_in_guild(link.user, now=now, client=client)
                 report.members_readded += 1
             except ActionRequired as exc:
                 log.warning("could not add %s back to the guild: %s", link.user.email,
@@ -930,6 +926,15 @@ def join_info(sessions: list[Session], now: datetime) -> dict[int, JoinInfo]:
     return out
 
 
-def update_guild_state(guild_id: str, other_channels: int, now: datetime) -> None:
+def record_guild_channels(guild_id: str, channels: list[dict[str, Any]],
+                          now: datetime) -> int:
+    """Remember how many of the guild's channels are not coachgate's (the booking guard
+    adds ours on top) and return how many are ours: session and offer channels (tagged
+    ``cg-``) and our categories."""
+    mine = set(Category.objects.filter(guild_id=guild_id).values_list("category_id", flat=True))
+    mine |= set(OfferRole.objects.values_list("channel_id", flat=True))
+    ours = sum(1 for c in channels
+               if str(c.get("name", "")).startswith("cg-") or str(c["id"]) in mine)
     GuildState.objects.update_or_create(guild_id=guild_id, defaults={
-        "other_channels": other_channels, "checked_at": now})
+        "other_channels": len(channels) - ours, "checked_at": now})
+    return ours

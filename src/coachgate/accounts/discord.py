@@ -33,7 +33,13 @@ from coachgate.integrations.discord.client import (
     RetryLater,
 )
 from coachgate.kit import crypto
-from coachgate.kit.errors import CoachgateError, Forbidden, InvalidInput
+from coachgate.kit.errors import (
+    DiscordActionNeeded,
+    DiscordNotConfigured,
+    DiscordUnavailable,
+    Forbidden,
+    InvalidInput,
+)
 from coachgate.kit.metrics import DISCORD_CALLS
 
 from .models import DiscordGuildConfig, DiscordLink, User
@@ -50,31 +56,6 @@ STATES = (NOT_CONNECTED, CONNECTED_NOT_IN_GUILD, VERIFIED)
 TOKEN_EXPIRY_MARGIN = timedelta(minutes=2)
 _SNOWFLAKE = re.compile(r"[0-9]{1,20}")
 _TOKEN = re.compile(r"[A-Za-z0-9._\-]{1,200}")
-
-
-class DiscordNotConfigured(CoachgateError):
-    status = 503
-    code = "discord_not_configured"
-    default_message = "The platform's Discord server is not configured yet. Please ask an admin."
-
-
-class DiscordUnavailable(CoachgateError):
-    """Discord asked us to wait (rate limit, outage): the caller may try again later."""
-
-    status = 503
-    code = "discord_unavailable"
-    default_message = "Discord is not answering right now. Please try again in a moment."
-
-
-class DiscordActionNeeded(CoachgateError):
-    """Discord refused in a way retrying cannot fix (revoked grant, missing permission)."""
-
-    status = 409
-    code = "discord_action_required"
-    default_message = (
-        "Discord refused the request. Reconnect your Discord account, or ask an admin to "
-        "check the bot's permissions."
-    )
 
 
 # --- The platform guild -------------------------------------------------------------
@@ -395,13 +376,15 @@ def _user_access_token(link: DiscordLink, client: DiscordClient, *, now: datetim
         return access
 
 
-def ensure_in_guild(user: User, *, now: datetime) -> str:
+def ensure_in_guild(user: User, *, now: datetime, client: DiscordClient | None = None) -> str:
     """Make a linked user a member of the platform guild, using their ``guilds.join`` grant.
 
     Returns the new state. A user already known to be a member costs no network call.
     Discord's ``RetryLater`` propagates (try again later) and ``ActionRequired`` is
     re-raised (the user must reconnect, or an admin must fix the bot): callers surface it.
-    Raises DiscordNotConfigured when there is no guild/bot.
+    Raises DiscordNotConfigured when there is no guild/bot. ``client``: a caller that
+    already holds the bot's client (the access worker) passes it, so its rate-limit
+    state and connection are reused.
     """
     link = _link_of(user)
     if link is None:
@@ -411,18 +394,26 @@ def ensure_in_guild(user: User, *, now: datetime) -> str:
     gs = guild_settings()
     if gs is None:
         raise DiscordNotConfigured()
-    with _client_for(gs) as client:
-        try:
-            # Already in the server (joined with an invite)? Then the user's token is not
-            # needed at all, which also covers a link whose grant has since expired.
-            client.get_guild_member(gs.guild_id, link.discord_user_id)
-        except DiscordNotFound:
-            access = _user_access_token(link, client, now=now)
-            # 201 (added) and 204 / None (already a member) both end with a member.
-            client.add_guild_member(gs.guild_id, link.discord_user_id, access,
-                                    reason="coachgate: linked account joins the server")
+    if client is not None:
+        _join(gs, link, client, now=now)
+    else:
+        with _client_for(gs) as own:
+            _join(gs, link, own, now=now)
     DiscordLink.objects.filter(pk=link.pk).update(guild_member=True, checked_at=now)
     return VERIFIED
+
+
+def _join(gs: GuildSettings, link: DiscordLink, client: DiscordClient, *,
+          now: datetime) -> None:
+    try:
+        # Already in the server (joined with an invite)? Then the user's token is not
+        # needed at all, which also covers a link whose grant has since expired.
+        client.get_guild_member(gs.guild_id, link.discord_user_id)
+    except DiscordNotFound:
+        access = _user_access_token(link, client, now=now)
+        # 201 (added) and 204 / None (already a member) both end with a member.
+        client.add_guild_member(gs.guild_id, link.discord_user_id, access,
+                                reason="coachgate: linked account joins the server")
 
 
 def join_guild(user: User, *, now: datetime) -> str:

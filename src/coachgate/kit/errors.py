@@ -110,3 +110,28 @@ class GuildFull(Conflict):
         "The Discord server has no room for another private session channel at that time. "
         "Please pick another time or ask an admin to free channels."
     )
+
+
+class DiscordNotConfigured(CoachgateError):
+    status = 503
+    code = "discord_not_configured"
+    default_message = "The platform's Discord server is not configured yet. Please ask an admin."
+
+
+class DiscordUnavailable(CoachgateError):
+    """Discord asked us to wait (rate limit, outage): the caller may try again later."""
+
+    status = 503
+    code = "discord_unavailable"
+    default_message = "Discord is not answering right now. Please try again in a moment."
+
+
+class DiscordActionNeeded(CoachgateError):
+    """Discord refused in a way retrying cannot fix (revoked grant, missing permission)."""
+
+    status = 409
+    code = "discord_action_required"
+    default_message = (
+        "Discord refused the request. Reconnect your Discord account, or ask an admin to "
+        "check the bot's permissions."
+    )
