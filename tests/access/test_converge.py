@@ -312,3 +312,23 @@ def test_notifications_once(setup: dict[str, Any], discord: DiscordEnv, now: dat
                    .values_list("template", flat=True))
     assert kinds == ["access_open", "session_reminder", "session_reminder"]
     assert Notification.objects.filter(user=setup["coach"], template="access_open").exists()
+
+
+def test_a_student_who_cannot_be_added_does_not_break_the_run(
+        db: None, discord: DiscordEnv, now: datetime) -> None:
+    """The student left the guild and their grant expired, and no OAuth app is configured
+    to refresh it: the coach still gets the channel, admins see why, nothing crashes."""
+    from coachgate.accounts.models import DiscordLink
+
+    coach, student = make_coach(), make_student()
+    coach_id = discord.link(coach, now=now)
+    discord.link(student, now=now, in_guild=False)
+    DiscordLink.objects.filter(user=student).update(token_expires_at=now)
+    offer = make_offer(coach, delivery="discord_voice")
+    session = book(student, offer.pk, START, now)
+    result = services.converge(session.pk, now=START - H)
+    row = SessionAccess.objects.get(pk=session.pk)
+    assert result.outcome == "action" and "not configured" in row.last_error
+    assert row.phase == Phase.GRANTED and row.lease_until is None
+    assert coach_id in visible_to(discord, row.channel_id)
+    assert services.sweep(now=START - H + timedelta(minutes=10)).drift_error == ""

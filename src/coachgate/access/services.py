@@ -41,6 +41,7 @@ from coachgate.integrations.discord.client import (
     RetryLater,
 )
 from coachgate.kit import clock, metrics
+from coachgate.kit.errors import CoachgateError
 from coachgate.scheduling.lifecycle import LIVE
 from coachgate.scheduling.models import Booking, BookingStatus, Session
 
@@ -397,7 +398,7 @@ def _wanted_members(run: _Run, client: DiscordClient) -> set[str]:
         if linked.state_of(p.link) != linked.VERIFIED:
             try:
                 linked.ensure_in_guild(p.user, now=run.now, client=client)
-            except ActionRequired as exc:
+            except (ActionRequired, CoachgateError) as exc:  # e.g. no OAuth app to refresh
                 run.problems.append(f"could not add {p.user.email} to the guild: {exc.message}")
         want.add(p.link.discord_user_id)
     return want
@@ -849,7 +850,7 @@ def _repair_members(report: SweepReport, client: DiscordClient, cfg: linked.Guil
             try:
                 linked.ensure_in_guild(link.user, now=now, client=client)
                 report.members_readded += 1
-            except ActionRequired as exc:
+            except (ActionRequired, CoachgateError) as exc:
                 log.warning("could not add %s back to the guild: %s", link.user.email,
                             exc.message)
 
