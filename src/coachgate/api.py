@@ -10,8 +10,10 @@ from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Val
 
 from coachgate.access.api import router as access_router
 from coachgate.accounts.api import router as accounts_router
+from coachgate.billing.api import router as billing_router
 from coachgate.catalog.api import router as catalog_router
 from coachgate.kit.errors import CoachgateError
+from coachgate.packs.api import router as packs_router
 from coachgate.scheduling.api import router as scheduling_router
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ api.add_router("/", accounts_router)
 api.add_router("/", catalog_router)
 api.add_router("/", scheduling_router)
 api.add_router("/", access_router)
+api.add_router("/", billing_router)
+api.add_router("/", packs_router)
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str,

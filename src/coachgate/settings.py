@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "coachgate.scheduling",
     "coachgate.notify",
     "coachgate.access",
+    "coachgate.billing",
+    "coachgate.packs",
     "coachgate.web",
 ]
 
@@ -216,6 +218,22 @@ COACHGATE = {
     "CRON_SECRET": os.environ.get("COACHGATE_CRON_SECRET", ""),
     # Bearer token for /metrics from another machine (loopback and admins need none).
     "METRICS_TOKEN": os.environ.get("COACHGATE_METRICS_TOKEN", ""),
+    # Money. Percentages are exact decimals (strings); amounts are integer minor units.
+    "PLATFORM_FEE_PERCENT": os.environ.get("COACHGATE_PLATFORM_FEE_PERCENT", "10"),
+    "NO_SHOW_CHARGE_PERCENT": os.environ.get("COACHGATE_NO_SHOW_CHARGE_PERCENT", "50"),
+    # How long before the start a session's card is authorised (card holds last 5-7 days).
+    "AUTHORIZE_BEFORE_HOURS": int(os.environ.get("COACHGATE_AUTHORIZE_BEFORE_HOURS", "24")),
+    # "offline" (default: amounts recorded, money collected outside) or "stripe".
+    "PAYMENT_GATEWAY": os.environ.get("COACHGATE_PAYMENT_GATEWAY", "offline"),
+    "STRIPE_SECRET_KEY": os.environ.get("COACHGATE_STRIPE_SECRET_KEY", ""),
+    "STRIPE_PUBLISHABLE_KEY": os.environ.get("COACHGATE_STRIPE_PUBLISHABLE_KEY", ""),
+    "STRIPE_WEBHOOK_SECRET": os.environ.get("COACHGATE_STRIPE_WEBHOOK_SECRET", ""),
+    # Empty: Stripe itself. Tests and the demo point it at the local fake.
+    "STRIPE_API_BASE": os.environ.get("COACHGATE_STRIPE_API_BASE", ""),
+    # Packs and seats.
+    "PACK_GRACE_HOURS": int(os.environ.get("COACHGATE_PACK_GRACE_HOURS", "72")),
+    "PACK_FINAL_WARNING_HOURS": int(os.environ.get("COACHGATE_PACK_FINAL_WARNING_HOURS", "12")),
+    "PACK_VALID_DAYS": int(os.environ.get("COACHGATE_PACK_VALID_DAYS", "90")),
 }
 
 LOGGING = {

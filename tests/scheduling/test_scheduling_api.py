@@ -79,6 +79,8 @@ def test_reschedule_and_complete_through_api(offer, student, coach):
     assert r.status_code == 409 and r.json_body["code"] == "invalid_transition"
     with time_machine.travel(NINE + timedelta(hours=2, minutes=1), tick=False):
         assert c_api.post(f"/sessions/{sid}/start").json_body["status"] == "in_progress"
+    # Ending after the minimum payable time (40 of 60 minutes) completes the session.
+    with time_machine.travel(NINE + timedelta(hours=2, minutes=40), tick=False):
         assert c_api.post(f"/sessions/{sid}/complete").json_body["status"] == "completed"
 
 

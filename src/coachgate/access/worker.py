@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from django.db import close_old_connections
 from django_tasks_db.management.commands.db_worker import Worker as TaskLoop
@@ -17,6 +18,15 @@ from django_tasks_db.management.commands.db_worker import Worker as TaskLoop
 from coachgate.kit import clock
 
 log = logging.getLogger(__name__)
+
+
+def _domain_sweeps() -> list[tuple[str, Callable[..., object]]]:
+    """The other domains with timer rows: each sweep runs what is due and repairs what a
+    lost wake-up missed."""
+    from coachgate.billing.services import sweep as billing_sweep
+    from coachgate.packs.services import sweep as packs_sweep
+
+    return [("billing", billing_sweep), ("packs", packs_sweep)]
 
 
 class GateWorker:
@@ -50,6 +60,14 @@ class GateWorker:
                 log.exception("sweep failed; trying again in %ss", self.sweep_interval)
             finally:
                 close_old_connections()
+            for name, domain_sweep in _domain_sweeps():
+                try:
+                    domain_sweep(now=clock.now(), owner=self.worker_id)
+                except Exception:  # one domain's failure must not stop the others
+                    log.exception("%s sweep failed; trying again in %ss", name,
+                                  self.sweep_interval)
+                finally:
+                    close_old_connections()
             self.stopping.wait(self.sweep_interval)
 
     def _loop(self) -> None:

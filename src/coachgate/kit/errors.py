@@ -135,3 +135,43 @@ class DiscordActionNeeded(CoachgateError):
         "Discord refused the request. Reconnect your Discord account, or ask an admin to "
         "check the bot's permissions."
     )
+
+
+class OutcomeTooEarly(Conflict):
+    code = "outcome_too_early"
+    default_message = "It is too early to record this outcome: the no-show wait has not passed."
+
+
+class ParticipantAttended(Conflict):
+    code = "participant_attended"
+    default_message = (
+        "The meeting shows this participant joined in time, so they were not a no-show.")
+
+
+class AlreadySettled(Conflict):
+    code = "already_settled"
+    default_message = "This session has already been settled."
+
+
+class PaymentMethodRequired(Conflict):
+    code = "payment_method_required"
+    default_message = (
+        "Save a card before booking: it is charged only after the session, by its outcome.")
+
+
+class InvalidWebhookSignature(CoachgateError):
+    status = 400
+    code = "invalid_signature"
+    default_message = "The webhook signature could not be verified."
+
+
+class NoSeat(Conflict):
+    code = "no_seat"
+    default_message = (
+        "This coach has no free seat right now. Join the waitlist to be told when one frees.")
+
+
+class PackRequired(Conflict):
+    code = "pack_required"
+    default_message = (
+        "This offer is sold as a pack: buy the pack, then book its sessions from it.")

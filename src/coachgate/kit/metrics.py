@@ -26,3 +26,15 @@ BOOKINGS = Counter("coachgate_bookings_total", "Bookings made.")
 NOTIFICATIONS = Counter(
     "coachgate_notifications_total", "Notifications by channel and result.", ["channel", "result"],
 )
+SETTLEMENTS = Counter(
+    "coachgate_settlements_total",
+    "Bookings settled by outcome; result=duplicate counts settlements refused as repeats.",
+    ["outcome", "result"],
+)
+PAYMENT_CALLS = Counter(
+    "coachgate_payment_steps_total", "Payment gate steps by gateway and result.",
+    ["gateway", "result"],
+)
+PACK_TRANSITIONS = Counter(
+    "coachgate_pack_transitions_total", "Pack and seat state changes.", ["kind"],
+)

@@ -263,11 +263,3 @@ def reschedule(request: HttpRequest, session_id: int, payload: RescheduleIn) -> 
 def start(request: HttpRequest, session_id: int) -> SessionOut:
     user = current_user(request)
     return _session_out(user, services.start_session(user, session_id))
-
-
-@router.post("/sessions/{session_id}/complete", response=SessionOut,
-             summary="Mark completed (coach)")
-def complete(request: HttpRequest, session_id: int) -> SessionOut:
-    user = current_user(request)
-    return _session_out(user, services.complete_session(user, session_id))
-

@@ -308,7 +308,7 @@ def _is_transient(exc: OperationalError) -> bool:
 
 _BOOKING_OFFER_FIELDS = (
     "coach__id", "coach__timezone", "coach__status", "coach__availability_version",
-    "status", "capacity", "delivery", "access_policy",
+    "status", "capacity", "delivery", "access_policy", "price_minor", "currency", "pack_size",
     "duration_minutes", "intake_fields", "buffer_before_minutes", "buffer_after_minutes",
     "min_notice_minutes", "horizon_days", "max_sessions_per_day", "slot_step_minutes",
 )
@@ -498,7 +498,8 @@ def _is_coach_of(actor: User, session: Session) -> bool:
     return session.coach.user_id == actor.pk
 
 
-def _lock(session_id: int) -> Session:
+def lock_session(session_id: int) -> Session:
+    """The session row, locked until the caller's transaction ends (404 if none)."""
     session = (Session.objects.select_for_update().select_related("offer", "coach")
                .filter(pk=session_id).first())
     if session is None:
@@ -518,7 +519,7 @@ def cancel_booking(actor: User, session_id: int, *, now: datetime | None = None)
     now = now or clock.now()
     get_session(actor, session_id)  # visibility first: 404 for strangers
     with transaction.atomic():
-        session = _lock(session_id)
+        session = lock_session(session_id)
         if session.status != SessionStatus.SCHEDULED:
             raise CancellationNotAllowed(
                 f"A session that is {session.status.replace('_', ' ')} cannot be cancelled.")
@@ -571,7 +572,7 @@ def reschedule_session(actor: User, session_id: int, new_start: datetime, *,
     try:
         with transaction.atomic():
             _lock_coach_schedule(coach_id)  # before the row lock: the order bookings use
-            session = _lock(session_id)
+            session = lock_session(session_id)
             if session.status != SessionStatus.SCHEDULED:
                 raise InvalidTransition("Only a scheduled session can be moved.")
             if not (actor.is_admin or _is_coach_of(actor, session)):
@@ -612,7 +613,7 @@ def reschedule_session(actor: User, session_id: int, new_start: datetime, *,
 def _transition(session_id: int, target: SessionStatus, actor: User | None, now: datetime,
                 kind: str) -> Session:
     with transaction.atomic():
-        session = _lock(session_id)
+        session = lock_session(session_id)
         if not can_transition(session.status, target):
             raise InvalidTransition(
                 f"A {session.status.replace('_', ' ')} session cannot become "

@@ -43,3 +43,14 @@ def when(value: object, style: str = "full") -> str:
     if style == "date":
         return day
     return f"{day}, {clock} ({timezone.get_current_timezone_name()})"
+
+
+@register.filter
+def money(amount_minor: object, currency: str) -> str:
+    """1999|money:"USD" → '19.99 USD'; 500|money:"JPY" → '500 JPY'."""
+    from coachgate.kit.money import format_amount
+
+    try:
+        return format_amount(int(str(amount_minor)), str(currency))
+    except ValueError:
+        return f"{amount_minor} {currency}"

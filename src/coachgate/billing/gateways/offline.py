@@ -1,0 +1,45 @@
+"""The offline gateway (the default): amounts are recorded, money is collected outside.
+
+Every call succeeds at once and moves nothing; the ledger still records who owes whom, so
+an academy that invoices by hand reads its statements from coachgate. References are
+derived from the idempotency key, so a repeated call returns the same answer.
+"""
+
+from __future__ import annotations
+
+from .base import CardSetup, Customer, InvalidSignature, PaymentRequest, PaymentResult, WebhookEvent
+
+
+class OfflineGateway:
+    name = "offline"
+
+    def ensure_customer(self, *, user_id: int, email: str, existing_ref: str) -> Customer:
+        return Customer(ref=existing_ref or f"off_cus_{user_id}")
+
+    def start_card_setup(self, *, customer_ref: str, key: str) -> CardSetup:
+        # Nothing to save: money is collected outside coachgate.
+        return CardSetup(ref=f"off_seti_{key}", status="succeeded",
+                         payment_method_ref="offline")
+
+    def card_setup(self, ref: str) -> CardSetup:
+        return CardSetup(ref=ref, status="succeeded", payment_method_ref="offline")
+
+    def authorize(self, request: PaymentRequest) -> PaymentResult:
+        return PaymentResult(ref=f"off_{request.key}", status="authorized",
+                             amount_minor=request.amount_minor)
+
+    def capture(self, *, ref: str, amount_minor: int, key: str) -> PaymentResult:
+        return PaymentResult(ref=ref, status="captured", amount_minor=amount_minor)
+
+    def cancel(self, *, ref: str, key: str) -> PaymentResult:
+        return PaymentResult(ref=ref, status="cancelled", amount_minor=0)
+
+    def charge(self, request: PaymentRequest) -> PaymentResult:
+        return PaymentResult(ref=f"off_{request.key}", status="captured",
+                             amount_minor=request.amount_minor)
+
+    def refund(self, *, ref: str, amount_minor: int, key: str) -> PaymentResult:
+        return PaymentResult(ref=ref, status="refunded", amount_minor=amount_minor)
+
+    def parse_webhook(self, payload: bytes, headers: dict[str, str]) -> WebhookEvent:
+        raise InvalidSignature("The offline gateway receives no webhooks.")

@@ -1,0 +1,38 @@
+"""How billing reacts to scheduling: scheduling emits events and knows nothing of money."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.dispatch import receiver
+
+from coachgate.accounts.models import User
+from coachgate.catalog.models import Offer
+from coachgate.kit import clock
+from coachgate.scheduling.events import booking_requested, session_changed
+from coachgate.scheduling.models import Session
+
+
+@receiver(booking_requested, dispatch_uid="billing.check_booking")
+def check_booking(sender: Any, *, student: User, offer: Offer, start: datetime, end: datetime,
+                  now: datetime, **kwargs: Any) -> None:
+    from . import services
+
+    services.check_booking(student, offer)
+
+
+@receiver(session_changed, dispatch_uid="billing.session_changed")
+def on_session_changed(sender: Any, *, kind: str, session_id: int, booking_id: int | None,
+                       **kwargs: Any) -> None:
+    from . import services
+
+    now = clock.now()
+    with transaction.atomic():
+        if kind in ("booked", "seat_taken") and booking_id is not None:
+            services.record_booking(booking_id, now=now)
+            return
+        session = Session.objects.select_related("offer").filter(pk=session_id).first()
+        if session is not None:
+            services.sync_session_gate(session, now=now)

@@ -1,0 +1,977 @@
+"""Billing use cases: outcomes, settlement, payments, the ledger. The only code that writes
+billing rows.
+
+How money moves for a booking charged per session:
+
+1. Booked: a ``BookingCharge`` (the price agreed), the session's settlement gate (due at the
+   scheduled end) and a ``Payment`` whose gate authorises the card close to the start.
+2. An outcome (the coach marks a no-show, the student reports the coach absent, the coach
+   ends the session, a cancellation) or the scheduled end: ``settle_session`` decides each
+   booking's outcome, writes one ``Settlement`` per booking (unique: never twice), its
+   ledger entry (unique key) and the amount the payment must capture (0 = release).
+3. The payment gate captures (fully or partly) or cancels at the gateway, outside any
+   transaction, with idempotency keys; the capture is recorded in the ledger.
+
+Bookings funded by a pack (packs app) were paid up front: their settlement moves the
+session's value from ``platform:deferred`` to the coach and the platform, and refunds what
+the outcome does not charge when the session is used (a student no-show).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from coachgate.accounts.models import User
+from coachgate.catalog.models import CoachProfile, Offer
+from coachgate.catalog.rules import parse_money_policy
+from coachgate.kit import clock, due, metrics
+from coachgate.kit.errors import (
+    AlreadySettled,
+    Forbidden,
+    InvalidInput,
+    InvalidWebhookSignature,
+    NotFound,
+    OutcomeTooEarly,
+    ParticipantAttended,
+    PaymentMethodRequired,
+)
+from coachgate.scheduling import services as scheduling
+from coachgate.scheduling.lifecycle import TERMINAL, CancellationOutcome, SessionStatus
+from coachgate.scheduling.models import Booking, BookingStatus, Session
+
+from . import ledger, rules
+from .events import booking_settled
+from .gateways import get_gateway
+from .gateways.base import (
+    GatewayUnavailable,
+    InvalidSignature,
+    PaymentDeclined,
+    PaymentGateway,
+    PaymentRequest,
+)
+from .models import (
+    Attendance,
+    BillingProfile,
+    BookingCharge,
+    JournalEntry,
+    MeetingEvidence,
+    Payment,
+    PaymentStatus,
+    SessionBilling,
+    Settlement,
+    WebhookEvent,
+    WebhookStatus,
+)
+from .rules import Outcome
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+BATCH = 100
+PAYMENT_ACTION_RETRY = timedelta(hours=6)  # a declined card: try again (or when it changes)
+
+
+def percentages() -> rules.Percentages:
+    c = settings.COACHGATE
+    return rules.Percentages(fee=rules.exact(str(c.get("PLATFORM_FEE_PERCENT", "10"))),
+                             no_show_charge=rules.exact(str(c.get("NO_SHOW_CHARGE_PERCENT",
+                                                                  "50"))))
+
+
+def _authorize_before_hours() -> int:
+    return int(str(settings.COACHGATE.get("AUTHORIZE_BEFORE_HOURS", 24)))
+
+
+def gateway_name() -> str:
+    return str(settings.COACHGATE.get("PAYMENT_GATEWAY", "offline"))
+
+
+def thresholds_of(session: Session) -> rules.Thresholds:
+    policy = parse_money_policy(session.offer.money_policy)
+    minutes = int((session.ends_at - session.starts_at).total_seconds() // 60)
+    return rules.thresholds(minutes, policy.no_show_wait_ratio, policy.min_payable_ratio)
+
+
+def _wake_on_commit(at: datetime | None) -> None:
+    if at is None:
+        return
+    from .tasks import run_due
+
+    transaction.on_commit(lambda: run_due.using(run_after=at).enqueue())
+
+
+# --- bookings ---------------------------------------------------------------------------
+
+
+def check_booking(student: User, offer: Offer) -> None:
+    """Before a booking is written: a gateway that charges cards needs a saved card."""
+    if gateway_name() == "offline" or offer.price_minor == 0 or offer.pack_size > 1:
+        return
+    profile = BillingProfile.objects.filter(user=student).first()
+    if profile is None or not profile.payment_method_ref:
+        raise PaymentMethodRequired(details={"setup": "/api/v1/billing/card"})
+
+
+def _charge_for(booking: Booking, now: datetime) -> BookingCharge:
+    session = booking.session
+    charge, _ = BookingCharge.objects.get_or_create(booking=booking, defaults={
+        "session": session, "student_id": booking.student_id, "coach_id": session.coach_id,
+        "price_minor": session.offer.price_minor, "currency": session.offer.currency,
+        "created_at": now})
+    return charge
+
+
+def record_booking(booking_id: int, *, now: datetime) -> None:
+    """A booking was made: its price, the session's settlement gate, and its payment."""
+    booking = (Booking.objects.select_related("session__offer").filter(pk=booking_id).first())
+    if booking is None:
+        return
+    charge = _charge_for(booking, now)
+    if not charge.funded_by and charge.price_minor > 0:
+        _payment_for_booking(charge, booking, now)
+    sync_session_gate(booking.session, now=now)
+
+
+def _payment_for_booking(charge: BookingCharge, booking: Booking, now: datetime) -> Payment:
+    before = timedelta(hours=_authorize_before_hours())
+    at = rules.authorize_at(booked_at=booking.booked_at, starts_at=booking.session.starts_at,
+                            before=before)
+    payment, created = Payment.objects.get_or_create(key=f"booking:{booking.pk}", defaults={
+        "student_id": booking.student_id, "gateway": gateway_name(),
+        "currency": charge.currency, "amount_minor": charge.price_minor, "authorize_at": at,
+        "next_due_at": at, "created_at": now})
+    if created:
+        _wake_on_commit(at)
+    return payment
+
+
+def fund_booking(booking: Booking, *, source: str, value_minor: int, now: datetime) -> None:
+    """A booking paid for by a prepaid source (``"pack:<id>"``): nothing is charged for it;
+    its settlement earns ``value_minor`` from the deferred account. In the booking's
+    transaction."""
+    session = booking.session
+    BookingCharge.objects.update_or_create(booking=booking, defaults={
+        "session": session, "student_id": booking.student_id, "coach_id": session.coach_id,
+        "price_minor": value_minor, "currency": session.offer.currency, "funded_by": source,
+        "created_at": now})
+
+
+def sync_session_gate(session: Session, *, now: datetime) -> SessionBilling:
+    """Keep the settlement gate in step with the session: due at the scheduled end, or at
+    once when something is waiting to be settled (an outcome, a cancellation)."""
+    gate, _ = SessionBilling.objects.get_or_create(
+        session=session, defaults={"settle_at": session.ends_at, "next_due_at": session.ends_at})
+    if gate.settled_at is not None:
+        return gate
+    waiting = session.status in TERMINAL or Booking.objects.filter(
+        session=session, status=BookingStatus.CANCELLED, settlement__isnull=True).exists()
+    gate.settle_at = session.ends_at
+    gate.next_due_at = now if waiting else session.ends_at
+    gate.save(update_fields=["settle_at", "next_due_at", "updated_at"])
+    _wake_on_commit(gate.next_due_at)
+    _follow_reschedule(session, now)
+    return gate
+
+
+def _follow_reschedule(session: Session, now: datetime) -> None:
+    """Pending authorisations move with the session's start."""
+    before = timedelta(hours=_authorize_before_hours())
+    keys = [f"booking:{pk}" for pk in session.bookings.filter(
+        status=BookingStatus.ACTIVE).values_list("pk", flat=True)]
+    for p in Payment.objects.filter(key__in=keys, status=PaymentStatus.PENDING,
+                                    capture_minor__isnull=True):
+        at = max(now, session.starts_at - before)
+        if p.authorize_at != at:
+            Payment.objects.filter(pk=p.pk).update(authorize_at=at, next_due_at=at)
+            _wake_on_commit(at)
+
+
+def record_prepayment(student: User, *, key: str, amount_minor: int, currency: str,
+                      now: datetime, memo: str = "") -> Payment:
+    """A purchase paid up front (a pack): the student owes ``amount_minor`` now, held as
+    deferred (not yet earned) until sessions are used. Charged at once through the
+    gateway. In the caller's transaction; idempotent per ``key`` (e.g. "pack:7")."""
+    if amount_minor > 0 and gateway_name() != "offline":
+        profile = BillingProfile.objects.filter(user=student).first()
+        if profile is None or not profile.payment_method_ref:
+            raise PaymentMethodRequired(details={"setup": "/api/v1/billing/card"})
+    payment, created = Payment.objects.get_or_create(key=key, defaults={
+        "student_id": student.pk, "gateway": gateway_name(), "currency": currency,
+        "amount_minor": amount_minor, "capture_minor": amount_minor, "authorize_at": now,
+        "next_due_at": now, "created_at": now})
+    if created:
+        ledger.record(f"purchase:{key}", "purchase", currency, [
+            (ledger.student_account(student.pk), -amount_minor),
+            (ledger.DEFERRED, amount_minor)], at=now, memo=memo or key)
+        _after_payment_change(payment, now)
+    return payment
+
+
+def forfeit_prepaid(*, key: str, coach_id: int, amount_minor: int, currency: str,
+                    now: datetime, memo: str = "") -> None:
+    """Prepaid value that will never be used (a pack's sessions left when it expired) is
+    earned as if completed: the coach's payout and the platform's fee. Once per ``key``."""
+    split = rules.settle(Outcome.COMPLETED, amount_minor, percentages())
+    ledger.record(f"forfeit:{key}", "forfeit", currency, [
+        (ledger.DEFERRED, -amount_minor), (ledger.coach_account(coach_id), split.payout),
+        (ledger.FEES, split.fee)], at=now, memo=memo or key)
+
+
+# --- settlement -------------------------------------------------------------------------
+
+_CANCELLATION_OUTCOMES = {
+    CancellationOutcome.FREE: Outcome.FREE_CANCELLATION,
+    CancellationOutcome.LATE_STUDENT: Outcome.LATE_CANCELLATION,
+    CancellationOutcome.BY_COACH: Outcome.CANCELLED_BY_COACH,
+    CancellationOutcome.BY_ADMIN: Outcome.CANCELLED_BY_COACH,
+}
+_SESSION_OUTCOMES = {
+    SessionStatus.COMPLETED: Outcome.COMPLETED,
+    SessionStatus.NO_SHOW_STUDENT: Outcome.NO_SHOW_STUDENT,
+    SessionStatus.NO_SHOW_COACH: Outcome.NO_SHOW_COACH,
+    SessionStatus.EARLY_END_SHORT: Outcome.EARLY_END_SHORT,
+}
+
+
+def _booking_outcome(booking: Booking, session: Session) -> Outcome | None:
+    if booking.status == BookingStatus.CANCELLED:
+        return _CANCELLATION_OUTCOMES.get(CancellationOutcome(booking.cancellation_outcome),
+                                          Outcome.FREE_CANCELLATION) \
+            if booking.cancellation_outcome else Outcome.FREE_CANCELLATION
+    return _SESSION_OUTCOMES.get(SessionStatus(session.status))
+
+
+def evidence_of(session: Session) -> rules.Evidence:
+    ev = MeetingEvidence.objects.filter(session=session).first()
+    return rules.Evidence(ev.started_at, ev.ended_at) if ev else rules.Evidence()
+
+
+def settle_session(session_id: int, *, now: datetime, actor: User | None = None
+                   ) -> list[Settlement]:
+    """Settle whatever of the session is ready: cancelled bookings, and every booking once
+    the session has an outcome. At or after the scheduled end a session without an outcome
+    gets one (COMPLETED, or EARLY_END_SHORT by the meeting's evidence). Idempotent; runs in
+    the caller's transaction or its own."""
+    with transaction.atomic():
+        session = (Session.objects.select_for_update().select_related("offer")
+                   .filter(pk=session_id).first())
+        if session is None:
+            return []
+        if session.status not in TERMINAL and now >= session.ends_at:
+            outcome = rules.end_outcome(starts_at=session.starts_at, ends_at=session.ends_at,
+                                        t=thresholds_of(session), evidence=evidence_of(session))
+            if outcome == Outcome.COMPLETED:
+                session = scheduling.complete_session(None, session.pk, now=now)
+            else:
+                session = scheduling.end_session_short(None, session.pk, now=now)
+        pending = list(Booking.objects.filter(session=session, settlement__isnull=True)
+                       .select_related("session__offer").order_by("pk"))
+        done = []
+        pct = percentages()
+        for booking in pending:
+            outcome_or_none = _booking_outcome(booking, session)
+            if outcome_or_none is not None:
+                s = _settle_booking(booking, outcome_or_none, now=now, actor=actor, pct=pct)
+                if s is not None:
+                    done.append(s)
+        finished = session.status in TERMINAL and not Booking.objects.filter(
+            session=session, settlement__isnull=True).exists()
+        SessionBilling.objects.update_or_create(session=session, defaults={
+            "settle_at": session.ends_at,
+            "settled_at": now if finished else None,
+            "next_due_at": None if finished else session.ends_at,
+        })
+        if not finished:
+            _wake_on_commit(session.ends_at)
+        return done
+
+
+def _settle_booking(booking: Booking, outcome: Outcome, *, now: datetime, actor: User | None,
+                    pct: rules.Percentages) -> Settlement | None:
+    charge = _charge_for(booking, now)
+    split = rules.settle(outcome, charge.price_minor, pct)
+    consumes = outcome in rules.CONSUMING
+    try:
+        with transaction.atomic():
+            settlement = Settlement.objects.create(
+                booking=booking, session_id=booking.session_id, student_id=booking.student_id,
+                coach_id=charge.coach_id, outcome=outcome, currency=charge.currency,
+                price_minor=charge.price_minor, charge_minor=split.charge, fee_minor=split.fee,
+                payout_minor=split.payout, funded_by=charge.funded_by, actor=actor,
+                settled_at=now)
+    except IntegrityError:
+        if Settlement.objects.filter(booking=booking).exists():
+            metrics.SETTLEMENTS.labels(outcome=outcome.value, result="duplicate").inc()
+            return None  # settled by someone else first: never twice
+        raise
+    student = ledger.student_account(booking.student_id)
+    coach = ledger.coach_account(charge.coach_id)
+    memo = f"session {booking.session_id}: {outcome.value.replace('_', ' ')}"
+    if charge.funded_by:
+        # Prepaid: a used session's value leaves the deferred account; what the outcome does
+        # not charge goes back to the student. An unused one stays in the pack.
+        if consumes:
+            ledger.record(f"settle:{booking.pk}", "settle", charge.currency, [
+                (ledger.DEFERRED, -charge.price_minor), (coach, split.payout),
+                (ledger.FEES, split.fee), (student, split.uncharged)],
+                at=now, memo=memo, session_id=booking.session_id, booking_id=booking.pk)
+            if split.uncharged:
+                request_refund(charge.funded_by, split.uncharged, now=now)
+    else:
+        ledger.record(f"settle:{booking.pk}", "settle", charge.currency, [
+            (student, -split.charge), (coach, split.payout), (ledger.FEES, split.fee)],
+            at=now, memo=memo, session_id=booking.session_id, booking_id=booking.pk)
+        _set_capture(booking, charge, split.charge, now)
+    booking_settled.send(sender=None, settlement=settlement, consumes=consumes, now=now)
+    _notify_settled(settlement, now)
+    metrics.SETTLEMENTS.labels(outcome=outcome.value, result="settled").inc()
+    return settlement
+
+
+def _set_capture(booking: Booking, charge: BookingCharge, amount: int, now: datetime) -> None:
+    """Tell the booking's payment what to take (0 = release the hold)."""
+    key = f"booking:{booking.pk}"
+    payment = Payment.objects.select_for_update().filter(key=key).first()
+    if payment is None:
+        if amount == 0:
+            return
+        payment = Payment.objects.create(
+            key=key, student_id=booking.student_id, gateway=gateway_name(),
+            currency=charge.currency, amount_minor=charge.price_minor, authorize_at=now,
+            created_at=now)
+    if payment.capture_minor is not None:
+        return
+    payment.capture_minor = amount
+    payment.next_due_at = now
+    payment.save(update_fields=["capture_minor", "next_due_at", "updated_at"])
+    _after_payment_change(payment, now)
+
+
+def request_refund(payment_key: str, amount_minor: int, *, now: datetime) -> None:
+    """Give ``amount_minor`` of a captured payment back (its gate calls the gateway)."""
+    payment = Payment.objects.select_for_update().filter(key=payment_key).first()
+    if payment is None:
+        raise NotFound(f"No payment {payment_key}.")
+    payment.refund_minor += amount_minor
+    payment.next_due_at = now
+    payment.save(update_fields=["refund_minor", "next_due_at", "updated_at"])
+    _after_payment_change(payment, now)
+
+
+def _after_payment_change(payment: Payment, now: datetime) -> None:
+    """The offline gateway answers at once and moves nothing: apply its step right here, in
+    the same transaction (a settlement burst then needs no second run per session). Real
+    gateways are called by the payment gate, outside any transaction."""
+    if payment.gateway == "offline":
+        _payment_step(payment, get_gateway("offline"), now)
+        payment.save()
+    else:
+        _wake_on_commit(payment.next_due_at)
+
+
+_OUTCOME_TEXT = {
+    Outcome.COMPLETED: "completed",
+    Outcome.NO_SHOW_STUDENT: "student no-show",
+    Outcome.NO_SHOW_COACH: "the coach did not come (not charged)",
+    Outcome.EARLY_END_SHORT: "ended early, before the minimum payable time (not charged)",
+    Outcome.LATE_CANCELLATION: "late cancellation (charged as a no-show)",
+    Outcome.CANCELLED_BY_COACH: "cancelled by the coach (not charged)",
+    Outcome.FREE_CANCELLATION: "cancelled in time (not charged)",
+}
+
+
+def _notify_settled(s: Settlement, now: datetime) -> None:
+    from coachgate.notify.services import notify
+
+    session = s.session
+    context = {
+        "session_id": s.session_id, "offer_title": session.offer.title,
+        "starts_at": session.starts_at.isoformat(), "outcome": s.outcome,
+        "charge_minor": s.charge_minor, "price_minor": s.price_minor, "currency": s.currency,
+        "prepaid": bool(s.funded_by), "outcome_text": _OUTCOME_TEXT[Outcome(s.outcome)],
+        "used": Outcome(s.outcome) in rules.CONSUMING,
+        "refund_minor": s.price_minor - s.charge_minor,
+    }
+    notify(s.student, "settlement_receipt", context, key=f"settled:{s.booking_id}",
+           channels=("email",), now=now)
+    if s.outcome == Outcome.NO_SHOW_STUDENT:
+        notify(s.student, "no_show_notice", context, key=f"no_show:{s.booking_id}", now=now)
+
+
+# --- outcome actions ----------------------------------------------------------------------
+
+
+@dataclass
+class OutcomeResult:
+    session: Session
+    settlements: list[Settlement] = field(default_factory=list)
+
+
+def _is_coach(actor: User, session: Session) -> bool:
+    return session.coach.user_id == actor.pk
+
+
+def _joined_by(session: Session, user_id: int, deadline: datetime) -> bool:
+    return Attendance.objects.filter(session=session, user_id=user_id,
+                                     joined_at__lte=deadline).exists()
+
+
+def mark_student_no_show(actor: User, session_id: int, *, student_id: int | None = None,
+                         now: datetime | None = None) -> OutcomeResult:
+    """The session's coach (only) marks a student absent, once the no-show wait has passed.
+    In a group session ``student_id`` names the student; the session becomes a no-show when
+    every student was marked, and the others settle at the end as usual."""
+    now = now or clock.now()
+    session = scheduling.get_session(actor, session_id)  # 404 for strangers
+    if not _is_coach(actor, session):
+        raise Forbidden("Only the session's coach can mark a student as a no-show.")
+    allowed_from = rules.no_show_allowed_from(session.starts_at, thresholds_of(session))
+    if now < allowed_from:
+        raise OutcomeTooEarly(
+            f"A student can be marked absent from {allowed_from:%H:%M} UTC, once the "
+            "no-show wait has passed.", details={"allowed_from": allowed_from.isoformat()})
+    with transaction.atomic():
+        session = scheduling.lock_session(session_id)
+        if session.status in TERMINAL:
+            raise AlreadySettled(f"This session is already {session.status.replace('_', ' ')}.")
+        active = list(session.bookings.filter(status=BookingStatus.ACTIVE).order_by("pk"))
+        unmarked = [b for b in active if not Settlement.objects.filter(booking=b).exists()]
+        if student_id is None:
+            if len(unmarked) != 1:
+                raise InvalidInput("Name the absent student (student_id) in a group session.",
+                                   details={"field": "student_id"})
+            target = unmarked[0]
+        else:
+            found = [b for b in unmarked if b.student_id == student_id]
+            if not found:
+                raise InvalidInput("That student holds no unsettled seat in this session.",
+                                   details={"field": "student_id"})
+            target = found[0]
+        if _joined_by(session, target.student_id, allowed_from):
+            raise ParticipantAttended("The meeting shows the student joined within the wait.")
+        if len(unmarked) == 1:  # the last (or only) student: the whole session is a no-show
+            scheduling.mark_student_no_show(actor, session_id, now=now)
+            return OutcomeResult(scheduling.lock_session(session_id),
+                                 settle_session(session_id, now=now, actor=actor))
+        settled = _settle_booking(target, Outcome.NO_SHOW_STUDENT, now=now, actor=actor,
+                                  pct=percentages())
+        return OutcomeResult(session, [settled] if settled else [])
+
+
+def report_coach_no_show(actor: User, session_id: int, *,
+                         now: datetime | None = None) -> OutcomeResult:
+    """A student of the session reports that the coach never came, after the wait."""
+    now = now or clock.now()
+    session = scheduling.get_session(actor, session_id)
+    if not session.bookings.filter(student=actor, status=BookingStatus.ACTIVE).exists():
+        raise Forbidden("Only a student of this session can report the coach absent.")
+    allowed_from = rules.no_show_allowed_from(session.starts_at, thresholds_of(session))
+    if now < allowed_from:
+        raise OutcomeTooEarly(
+            f"The coach can be reported absent from {allowed_from:%H:%M} UTC, once the "
+            "no-show wait has passed.", details={"allowed_from": allowed_from.isoformat()})
+    if _joined_by(session, session.coach.user_id, allowed_from):
+        raise ParticipantAttended("The meeting shows the coach joined within the wait.")
+    with transaction.atomic():
+        session = scheduling.lock_session(session_id)
+        if session.status in TERMINAL:
+            raise AlreadySettled(f"This session is already {session.status.replace('_', ' ')}.")
+        scheduling.mark_coach_no_show(actor, session_id, now=now)
+        result = OutcomeResult(scheduling.lock_session(session_id),
+                               settle_session(session_id, now=now, actor=actor))
+        _notify_coach_no_show(result.session, now)
+        return result
+
+
+def _notify_coach_no_show(session: Session, now: datetime) -> None:
+    from coachgate.notify.services import notify
+
+    notify(session.coach.user, "coach_no_show_notice",
+           {"session_id": session.pk, "offer_title": session.offer.title,
+            "starts_at": session.starts_at.isoformat()},
+           key=f"coach_no_show:{session.pk}", now=now)
+
+
+def complete(actor: User, session_id: int, *, now: datetime | None = None) -> OutcomeResult:
+    """The coach (or an admin) ends the session now. Ending is evidence: before the minimum
+    payable time it is an early end (nothing charged), after it a completion."""
+    now = now or clock.now()
+    session = scheduling.get_session(actor, session_id)
+    if not (actor.is_admin or _is_coach(actor, session)):
+        raise Forbidden("Only the session's coach can end it.")
+    with transaction.atomic():
+        session = scheduling.lock_session(session_id)
+        if session.status in TERMINAL:
+            raise AlreadySettled(f"This session is already {session.status.replace('_', ' ')}.")
+        if now < session.starts_at:
+            scheduling.complete_session(actor, session_id, now=now)  # raises: not started
+        ev = MeetingEvidence.objects.filter(session=session).first()
+        evidence = rules.Evidence(ev.started_at if ev else None,
+                                  (ev.ended_at if ev and ev.ended_at else None) or now)
+        outcome = rules.end_outcome(starts_at=session.starts_at, ends_at=session.ends_at,
+                                    t=thresholds_of(session), evidence=evidence)
+        if outcome == Outcome.COMPLETED:
+            scheduling.complete_session(actor, session_id, now=now)
+        else:
+            scheduling.end_session_short(actor, session_id, now=now)
+        return OutcomeResult(scheduling.lock_session(session_id),
+                             settle_session(session_id, now=now, actor=actor))
+
+
+MEETING_EVENTS = ("started", "ended", "joined")
+
+
+def record_meeting_event(actor: User | None, session_id: int, *, kind: str, at: datetime,
+                         user_id: int | None = None, now: datetime | None = None
+                         ) -> MeetingEvidence:
+    """Meeting evidence: the meeting started or ended, or a participant joined. Admins and
+    the session's coach (and, later, provider webhooks with ``actor=None``) report it."""
+    now = now or clock.now()
+    at = clock.require_aware(at, "at")
+    if actor is not None:
+        session = scheduling.get_session(actor, session_id)
+        if not (actor.is_admin or _is_coach(actor, session)):
+            raise Forbidden("Only the session's coach or an admin reports meeting events.")
+    if kind not in MEETING_EVENTS:
+        raise InvalidInput(f"kind is one of {', '.join(MEETING_EVENTS)}.",
+                           details={"field": "kind"})
+    with transaction.atomic():
+        session = scheduling.lock_session(session_id)
+        if at > now + timedelta(minutes=1):
+            raise InvalidInput("A meeting event cannot be in the future.",
+                               details={"field": "at"})
+        if not session.starts_at - timedelta(hours=1) <= at <= session.ends_at + timedelta(
+                hours=6):
+            raise InvalidInput("The event's time is not within the session.",
+                               details={"field": "at"})
+        if SessionBilling.objects.filter(session=session, settled_at__isnull=False).exists():
+            raise AlreadySettled("This session is settled; its meeting evidence is closed.")
+        ev, _ = MeetingEvidence.objects.get_or_create(session=session)
+        if kind == "started":
+            ev.started_at = min(ev.started_at, at) if ev.started_at else at
+            if ev.ended_at and ev.ended_at < at:
+                ev.ended_at = None  # restarted after an end: it is running again
+        elif kind == "ended":
+            ev.ended_at = max(ev.ended_at, at) if ev.ended_at else at
+        else:
+            participants = {session.coach.user_id, *session.bookings.filter(
+                status=BookingStatus.ACTIVE).values_list("student_id", flat=True)}
+            if user_id not in participants:
+                raise InvalidInput("user_id must be the coach or a student of the session.",
+                                   details={"field": "user_id"})
+            row, created = Attendance.objects.get_or_create(
+                session=session, user_id=user_id, defaults={"joined_at": at})
+            if not created and at < row.joined_at:
+                row.joined_at = at
+                row.save(update_fields=["joined_at"])
+        ev.save()
+        return ev
+
+
+# --- the gates ----------------------------------------------------------------------------
+
+
+@dataclass
+class DueReport:
+    sessions: int = 0
+    payments: int = 0
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sessions": self.sessions, "payments": self.payments, "errors": self.errors}
+
+
+def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 1000
+            ) -> DueReport:
+    """Run every settlement gate and payment step that is due, in batches, until none is
+    left. Several workers share the work: each claims rows with a lease."""
+    now = now or clock.now()
+    owner = owner or _owner()
+    report = DueReport()
+    for _ in range(max_batches):
+        keys = due.claim_due(SessionBilling, now=now, owner=owner, lease=LEASE, limit=BATCH)
+        for pk in keys:
+            report.errors += not _run_gate(pk, now=now, owner=owner)
+            report.sessions += 1
+        if len(keys) < BATCH:
+            break
+    for _ in range(max_batches):
+        keys = due.claim_due(Payment, now=now, owner=owner, lease=LEASE, limit=BATCH)
+        for pk in keys:
+            report.errors += not run_payment(pk, now=now, owner=owner, claimed=True)
+            report.payments += 1
+        if len(keys) < BATCH:
+            break
+    return report
+
+
+def _owner() -> str:
+    from coachgate.access.services import worker_identity
+
+    return worker_identity()
+
+
+def _run_gate(session_id: int, *, now: datetime, owner: str) -> bool:
+    started = clock.now()
+    try:
+        with transaction.atomic():
+            gate = SessionBilling.objects.get(pk=session_id)
+            if gate.next_due_at is not None and gate.attempts == 0:
+                metrics.GATE_LATENESS.labels(kind="settle").observe(
+                    max(0.0, (started - gate.next_due_at).total_seconds()))
+            settle_session(session_id, now=now)
+            gate = SessionBilling.objects.get(pk=session_id)
+            due.release(SessionBilling, session_id, owner=owner, attempts=0, last_error="",
+                        next_due_at=gate.next_due_at)
+        return True
+    except Exception as exc:  # a bug or the database: retry with backoff, never lose the gate
+        log.exception("settlement of session %s failed", session_id)
+        gate = SessionBilling.objects.get(pk=session_id)
+        retry = now + min(timedelta(minutes=10), timedelta(seconds=2 ** min(gate.attempts, 9)))
+        due.release(SessionBilling, session_id, owner=owner, attempts=gate.attempts + 1,
+                    last_error=f"{type(exc).__name__}: {exc}"[:2000], next_due_at=retry)
+        _wake_on_commit(retry)
+        return False
+
+
+def _request(payment: Payment, amount: int) -> PaymentRequest:
+    profile = BillingProfile.objects.filter(user_id=payment.student_id).first()
+    return PaymentRequest(
+        key=payment.key, amount_minor=amount, currency=payment.currency,
+        customer_ref=profile.customer_ref if profile else "",
+        payment_method_ref=profile.payment_method_ref if profile else "",
+        description=f"coachgate {payment.key}", metadata={"coachgate_key": payment.key})
+
+
+def _payment_step(p: Payment, gw: PaymentGateway, now: datetime) -> None:
+    """Move one payment as far as it can go now. Mutates ``p`` (the caller saves it);
+    raises the gateway's errors."""
+    if p.capture_minor is not None and p.status in (
+            PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED, PaymentStatus.AUTHORIZED):
+        amount = p.capture_minor
+        if p.status == PaymentStatus.AUTHORIZED:
+            if amount > 0:
+                res = gw.capture(ref=p.ref, amount_minor=amount, key=p.key)
+                p.status, p.captured_minor = PaymentStatus.CAPTURED, res.amount_minor
+            else:
+                gw.cancel(ref=p.ref, key=p.key)
+                p.status = PaymentStatus.CANCELLED
+        elif amount > 0:  # never authorised (booked late, declined before): charge now
+            res = gw.charge(_request(p, amount))
+            p.ref, p.status, p.captured_minor = res.ref, PaymentStatus.CAPTURED, res.amount_minor
+        else:
+            p.status = PaymentStatus.CANCELLED  # nothing was held, nothing to take
+        if p.status == PaymentStatus.CAPTURED:
+            ledger.record(f"capture:{p.key}", "capture", p.currency, [
+                (ledger.gateway_account(p.gateway), -p.captured_minor),
+                (_payer_account(p), p.captured_minor)], at=now, memo=f"{p.key} captured")
+    elif (p.capture_minor is None and now >= p.authorize_at
+          and p.status in (PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED)):
+        res = gw.authorize(_request(p, p.amount_minor))
+        p.ref, p.status = res.ref, PaymentStatus.AUTHORIZED
+    wanted = min(p.refund_minor, p.captured_minor)
+    if p.status == PaymentStatus.CAPTURED and wanted > p.refunded_minor:
+        amount = wanted - p.refunded_minor
+        gw.refund(ref=p.ref, amount_minor=amount, key=f"{p.key}:refund:{p.refunded_minor}")
+        ledger.record(f"refund:{p.key}:{p.refunded_minor}", "refund", p.currency, [
+            (_payer_account(p), -amount), (ledger.gateway_account(p.gateway), amount)],
+            at=now, memo=f"{p.key} refund")
+        p.refunded_minor += amount
+    p.decline_code, p.last_error, p.attempts = "", "", 0
+    p.next_due_at = _payment_next_due(p, now)
+
+
+def _payer_account(p: Payment) -> str:
+    return ledger.student_account(p.student_id)
+
+
+def _payment_next_due(p: Payment, now: datetime) -> datetime | None:
+    """When the payment's gate must run next (None: nothing left to do)."""
+    if p.capture_minor is None and p.status in (PaymentStatus.PENDING,
+                                                PaymentStatus.ACTION_NEEDED):
+        return max(p.authorize_at, now)
+    if p.capture_minor is not None and p.status in (
+            PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED, PaymentStatus.AUTHORIZED):
+        return now
+    if p.status == PaymentStatus.CAPTURED and min(p.refund_minor,
+                                                   p.captured_minor) > p.refunded_minor:
+        return now
+    return None
+
+
+def run_payment(payment_id: int, *, now: datetime, owner: str, claimed: bool = False) -> bool:
+    """One payment's gate: call the gateway outside any transaction, then record."""
+    if not claimed and not due.claim_one(Payment, payment_id, now=now, owner=owner, lease=LEASE):
+        return True  # another run holds it
+    p = Payment.objects.get(pk=payment_id)
+    gw = get_gateway(p.gateway)
+    try:
+        with transaction.atomic():
+            _payment_step(p, gw, now)
+            p.lease_until, p.lease_owner = None, ""
+            p.save()
+            _wake_on_commit(p.next_due_at if p.next_due_at and p.next_due_at > now else None)
+        metrics.PAYMENT_CALLS.labels(gateway=p.gateway, result="ok").inc()
+        return True
+    except PaymentDeclined as exc:
+        with transaction.atomic():
+            p.refresh_from_db()
+            p.status = PaymentStatus.ACTION_NEEDED if p.status in (
+                PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED) else p.status
+            p.decline_code, p.last_error = exc.code[:40], exc.message[:2000]
+            p.attempts += 1
+            p.next_due_at = now + PAYMENT_ACTION_RETRY
+            p.lease_until, p.lease_owner = None, ""
+            p.save()
+            _notify_payment_problem(p, now)
+            _wake_on_commit(p.next_due_at)
+        metrics.PAYMENT_CALLS.labels(gateway=p.gateway, result="declined").inc()
+        return False
+    except GatewayUnavailable as exc:
+        with transaction.atomic():
+            p.refresh_from_db()
+            p.attempts += 1
+            delay = timedelta(seconds=min(600, 2 ** min(p.attempts, 9)))
+            if exc.retry_after:
+                delay = max(delay, timedelta(seconds=exc.retry_after))
+            p.last_error = str(exc)[:2000]
+            p.next_due_at = now + delay
+            p.lease_until, p.lease_owner = None, ""
+            p.save()
+            _wake_on_commit(p.next_due_at)
+        metrics.PAYMENT_CALLS.labels(gateway=p.gateway, result="retry").inc()
+        return False
+
+
+def _notify_payment_problem(p: Payment, now: datetime) -> None:
+    from coachgate.notify.services import notify
+
+    public = settings.COACHGATE.get("PUBLIC_URL", "")
+    notify(p.student, "payment_problem",
+           {"payment_key": p.key, "code": p.decline_code, "amount_minor": p.amount_minor,
+            "currency": p.currency, "card_url": f"{public}/api/v1/billing/card",
+            "authentication": p.decline_code == "authentication_required"},
+           key=f"payment_problem:{p.key}:{p.attempts}", now=now)
+
+
+# --- cards ----------------------------------------------------------------------------------
+
+
+@dataclass
+class CardSetupView:
+    gateway: str
+    status: str
+    setup_ref: str
+    client_secret: str
+    publishable_key: str
+    has_card: bool
+
+
+def start_card_setup(user: User) -> CardSetupView:
+    gw = get_gateway()
+    with transaction.atomic():
+        profile, _ = BillingProfile.objects.select_for_update().get_or_create(
+            user=user, defaults={"gateway": gw.name})
+        customer = gw.ensure_customer(user_id=user.pk, email=user.email,
+                                      existing_ref=profile.customer_ref)
+        setup = gw.start_card_setup(customer_ref=customer.ref, key=f"setup:{user.pk}:"
+                                    f"{profile.updated_at.timestamp() if profile.pk else 0}")
+        profile.gateway, profile.customer_ref, profile.setup_ref = gw.name, customer.ref, setup.ref
+        if setup.payment_method_ref:
+            profile.payment_method_ref = setup.payment_method_ref
+        profile.save()
+    return CardSetupView(gw.name, setup.status, setup.ref, setup.client_secret,
+                         str(settings.COACHGATE.get("STRIPE_PUBLISHABLE_KEY", "")),
+                         bool(profile.payment_method_ref))
+
+
+def confirm_card_setup(user: User, *, now: datetime | None = None) -> CardSetupView:
+    """After the browser finished the setup: store the saved card, retry held payments."""
+    now = now or clock.now()
+    profile = BillingProfile.objects.filter(user=user).first()
+    if profile is None or not profile.setup_ref:
+        raise NotFound("Start a card setup first.")
+    setup = get_gateway(profile.gateway).card_setup(profile.setup_ref)
+    if setup.status == "succeeded" and setup.payment_method_ref:
+        _card_saved(profile, setup.payment_method_ref, now)
+    return CardSetupView(profile.gateway, setup.status, setup.ref, "",
+                         str(settings.COACHGATE.get("STRIPE_PUBLISHABLE_KEY", "")),
+                         bool(profile.payment_method_ref))
+
+
+def _card_saved(profile: BillingProfile, payment_method_ref: str, now: datetime) -> None:
+    with transaction.atomic():
+        profile.payment_method_ref = payment_method_ref
+        profile.save(update_fields=["payment_method_ref", "updated_at"])
+        # Payments refused with the old card try the new one now.
+        n = Payment.objects.filter(student_id=profile.user_id,
+                                   status=PaymentStatus.ACTION_NEEDED).update(next_due_at=now)
+        if n:
+            _wake_on_commit(now)
+
+
+# --- webhooks -------------------------------------------------------------------------------
+
+
+def receive_webhook(gateway: str, payload: bytes, headers: dict[str, str], *,
+                    now: datetime | None = None) -> tuple[WebhookEvent, bool]:
+    """Verify, then store once by the provider's event id; processing is a task."""
+    now = now or clock.now()
+    try:
+        event = get_gateway(gateway).parse_webhook(payload, headers)
+    except InvalidSignature as exc:
+        raise InvalidWebhookSignature(str(exc) or None) from None
+    with transaction.atomic():
+        row, created = WebhookEvent.objects.get_or_create(
+            gateway=gateway, event_id=event.id,
+            defaults={"type": event.type, "payload": event.data, "received_at": now})
+        if created:
+            from .tasks import process_webhook
+
+            transaction.on_commit(lambda: process_webhook.enqueue(row.pk))
+    return row, created
+
+
+def process_webhook(event_pk: int, *, now: datetime | None = None) -> str:
+    now = now or clock.now()
+    with transaction.atomic():
+        row = WebhookEvent.objects.select_for_update().filter(pk=event_pk).first()
+        if row is None or row.status != WebhookStatus.RECEIVED:
+            return "done"
+        obj = row.payload or {}
+        status = WebhookStatus.IGNORED
+        if row.type == "setup_intent.succeeded":
+            profile = BillingProfile.objects.filter(setup_ref=obj.get("id", "")).first()
+            pm = obj.get("payment_method") or ""
+            if profile is not None and pm:
+                _card_saved(profile, str(pm), now)
+                status = WebhookStatus.PROCESSED
+        elif row.type.startswith("payment_intent."):
+            payment = Payment.objects.select_for_update().filter(
+                ref=obj.get("id", "")).first() if obj.get("id") else None
+            if payment is not None:
+                _apply_payment_event(payment, row.type, obj, now)
+                status = WebhookStatus.PROCESSED
+        row.status, row.processed_at = status, now
+        row.save(update_fields=["status", "processed_at"])
+        return str(status)
+
+
+def _apply_payment_event(p: Payment, kind: str, obj: dict[str, Any], now: datetime) -> None:
+    """The gateway tells us what happened outside our own calls (an authorisation that
+    expired, a payment that failed later): put the payment where its gate can act."""
+    if kind == "payment_intent.canceled" and p.status == PaymentStatus.AUTHORIZED:
+        # The hold expired or was released at the gateway: authorise again or charge.
+        p.status, p.ref, p.next_due_at = PaymentStatus.PENDING, "", now
+        p.save(update_fields=["status", "ref", "next_due_at", "updated_at"])
+        _wake_on_commit(now)
+    elif kind == "payment_intent.payment_failed" and p.status in (
+            PaymentStatus.PENDING, PaymentStatus.AUTHORIZED):
+        err = obj.get("last_payment_error") or {}
+        p.status = PaymentStatus.ACTION_NEEDED
+        p.decline_code = str(err.get("decline_code") or err.get("code") or "payment_failed")[:40]
+        p.attempts += 1
+        p.save(update_fields=["status", "decline_code", "attempts", "updated_at"])
+        _notify_payment_problem(p, now)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def settlements_of(actor: User, session_id: int) -> list[Settlement]:
+    session = scheduling.get_session(actor, session_id)
+    qs = Settlement.objects.filter(session=session).order_by("pk")
+    if not (actor.is_admin or _is_coach(actor, session)):
+        qs = qs.filter(student=actor)
+    return list(qs)
+
+
+def sweep(*, now: datetime | None = None, owner: str = "", limit: int = 500) -> DueReport:
+    """Repair what a lost event missed (bookings without their billing rows), then run
+    every gate that is due. Safe at any time, from any number of workers."""
+    now = now or clock.now()
+    missing = list(Booking.objects.filter(charge__isnull=True,
+                                          session__ends_at__gte=now - timedelta(days=7))
+                   .values_list("pk", flat=True)[:limit])
+    for booking_id in missing:
+        with transaction.atomic():
+            record_booking(booking_id, now=now)
+    gateless = list(Session.objects.filter(billing__isnull=True, bookings__isnull=False,
+                                           ends_at__gte=now - timedelta(days=7))
+                    .select_related("offer").distinct()[:limit])
+    for session in gateless:
+        with transaction.atomic():
+            sync_session_gate(session, now=now)
+    unprocessed = list(WebhookEvent.objects.filter(
+        status=WebhookStatus.RECEIVED, received_at__lte=now - timedelta(seconds=30))
+        .values_list("pk", flat=True)[:limit])
+    for pk in unprocessed:
+        process_webhook(pk, now=now)
+    return run_due(now=now, owner=owner)
+
+
+# --- balances, statements, payouts ------------------------------------------------------------
+
+
+def _coach_for(actor: User, coach_id: int) -> CoachProfile:
+    coach = CoachProfile.objects.filter(pk=coach_id).first()
+    if coach is None or not (actor.is_admin or coach.user_id == actor.pk):
+        raise NotFound("No such coach.")
+    return coach
+
+
+def coach_balances(actor: User, coach_id: int) -> dict[str, int]:
+    """What the platform owes the coach, per currency (earned and not yet paid out)."""
+    coach = _coach_for(actor, coach_id)
+    account = ledger.coach_account(coach.pk)
+    return {cur: total for (acc, cur), total in ledger.balances(account).items()
+            if acc == account}
+
+
+def coach_statement(actor: User, coach_id: int, *, start: datetime, end: datetime,
+                    currency: str) -> ledger.Statement:
+    coach = _coach_for(actor, coach_id)
+    start, end = clock.require_aware(start, "from"), clock.require_aware(end, "to")
+    if end <= start:
+        raise InvalidInput("'to' must be after 'from'.", details={"field": "to"})
+    if end - start > timedelta(days=366):
+        raise InvalidInput("A statement covers at most 366 days.", details={"field": "to"})
+    return ledger.statement(ledger.coach_account(coach.pk), currency, start, end)
+
+
+def record_payout(actor: User, coach_id: int, *, currency: str, amount_minor: int,
+                  reference: str, now: datetime | None = None) -> JournalEntry:
+    """An admin records money paid out to a coach (outside coachgate, or by the gateway's
+    payouts). Never more than the coach's balance; once per reference."""
+    now = now or clock.now()
+    if not actor.is_admin:
+        raise Forbidden("Only admins record payouts.")
+    coach = _coach_for(actor, coach_id)
+    if amount_minor <= 0:
+        raise InvalidInput("A payout is a positive amount.", details={"field": "amount_minor"})
+    reference = reference.strip()
+    if not reference:
+        raise InvalidInput("Give the payout's reference (bank transfer id, ...).",
+                           details={"field": "reference"})
+    account = ledger.coach_account(coach.pk)
+    with transaction.atomic():
+        # One payout at a time per coach: the balance check and the entry are one step.
+        CoachProfile.objects.select_for_update().filter(pk=coach.pk).first()
+        if JournalEntry.objects.filter(key=f"payout:{coach.pk}:{reference}"[:80]).exists():
+            raise AlreadySettled("A payout with this reference is already recorded.")
+        owed = ledger.balance(account, currency)
+        if amount_minor > owed:
+            raise InvalidInput(f"The coach is owed {owed} in {currency}; a payout cannot be "
+                               "larger.", details={"field": "amount_minor", "owed_minor": owed})
+        entry = ledger.record(f"payout:{coach.pk}:{reference}"[:80], "payout", currency, [
+            (account, -amount_minor), (ledger.gateway_account("payouts"), amount_minor)],
+            at=now, memo=f"payout {reference}"[:200])
+        if entry is None:  # unreachable: the key was checked above, under the coach's lock
+            raise AlreadySettled("A payout with this reference is already recorded.")
+        return entry
