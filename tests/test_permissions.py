@@ -96,6 +96,20 @@ TABLE = [
     ("DELETE", "/me/discord", None, (401, 204, 204, 204, 204, 204)),
     ("GET", "/admin/discord", None, (401, 403, 403, 403, 403, 200)),
     ("PUT", "/admin/discord", {"guild_id": "123"}, (401, 403, 403, 403, 403, 200)),
+    ("POST", "/sessions/{session}/no-show", {}, (401, 403, 404, 409, 404, 403)),
+    ("POST", "/sessions/{session}/coach-no-show", {}, (401, 409, 404, 403, 404, 403)),
+    ("POST", "/sessions/{session}/meeting-events",
+     {"kind": "started", "at": "2031-03-03T09:00:00Z"}, (401, 403, 404, 422, 404, 422)),
+    ("GET", "/sessions/{session}/settlements", None, (401, 200, 404, 200, 404, 200)),
+    ("POST", "/billing/card", {}, (401, 200, 200, 200, 200, 200)),
+    ("POST", "/billing/card/confirm", {}, (401, 404, 404, 404, 404, 404)),
+    ("GET", "/coaches/{coach_id}/balance", None, (401, 404, 404, 200, 404, 200)),
+    ("GET", "/coaches/{coach_id}/statement?from=2031-03-01T00:00:00Z&to=2031-04-01T00:00:00Z"
+     "&currency=USD", None, (401, 404, 404, 200, 404, 200)),
+    ("POST", "/admin/payouts",
+     {"coach_id": "{coach_id}", "currency": "USD", "amount_minor": 1, "reference": "r"},
+     (401, 403, 403, 403, 403, 422)),
+    ("POST", "/billing/webhooks/stripe", {}, (404, 404, 404, 404, 404, 404)),
     ("GET", "/openapi.json", None, (200, 200, 200, 200, 200, 200)),
 ]
 CASES = [(m, p, b, role, codes[i]) for m, p, b, codes in TABLE for i, role in enumerate(ROLES)]

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 
 from coachgate.accounts.models import User
@@ -34,6 +35,7 @@ from coachgate.kit import clock, due, metrics
 from coachgate.kit.errors import (
     AlreadySettled,
     Forbidden,
+    GatewayNotConfigured,
     InvalidInput,
     InvalidWebhookSignature,
     NotFound,
@@ -824,7 +826,11 @@ def receive_webhook(gateway: str, payload: bytes, headers: dict[str, str], *,
     """Verify, then store once by the provider's event id; processing is a task."""
     now = now or clock.now()
     try:
-        event = get_gateway(gateway).parse_webhook(payload, headers)
+        gw = get_gateway(gateway)
+    except (ImproperlyConfigured, ValueError):
+        raise GatewayNotConfigured() from None
+    try:
+        event = gw.parse_webhook(payload, headers)
     except InvalidSignature as exc:
         raise InvalidWebhookSignature(str(exc) or None) from None
     with transaction.atomic():

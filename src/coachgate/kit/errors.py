@@ -175,3 +175,35 @@ class PackRequired(Conflict):
     code = "pack_required"
     default_message = (
         "This offer is sold as a pack: buy the pack, then book its sessions from it.")
+
+
+class NotAPack(Conflict):
+    code = "not_a_pack"
+    default_message = "This offer is a single session, not a pack: book it directly."
+
+
+class PackExpired(Conflict):
+    code = "pack_expired"
+    default_message = "This pack has expired: its sessions can no longer be booked."
+
+
+class PackUsedUp(Conflict):
+    code = "pack_used_up"
+    default_message = (
+        "Every session of this pack is used or already booked. Renew the pack to book more.")
+
+
+class SeatHeld(Conflict):
+    code = "seat_held"
+    default_message = "You already hold a seat with this coach: no need to wait for one."
+
+
+class SeatFree(Conflict):
+    code = "seat_free"
+    default_message = "This coach has a free seat right now: buy a pack instead of waiting."
+
+
+class GatewayNotConfigured(CoachgateError):
+    status = 404
+    code = "gateway_not_configured"
+    default_message = "This payment gateway is not configured on this platform."
