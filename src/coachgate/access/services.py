@@ -142,6 +142,7 @@ def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
         "window_start": window_start, "window_end": window_end,
         "discord": offer.delivery == Delivery.DISCORD_VOICE, "mode": policy.discord_mode})
     row = SessionAccess.objects.select_for_update().get(pk=session.pk)
+    previous_due = row.next_due_at
     if (row.window_start, row.window_end) != (window_start, window_end):
         # Rescheduled: reminders and the "access is open" message belong to the new time.
         row.reminder_sent_before_s = None
@@ -161,7 +162,10 @@ def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
     # Only the fields this function owns: a gate run may be writing the Discord ones.
     row.save(update_fields=["window_start", "window_end", "reminder_sent_before_s",
                             "access_open_sent", "phase", "next_due_at", "updated_at"])
-    wake_up_on_commit(session.pk, row.next_due_at)
+    if row.next_due_at != previous_due:
+        # Unchanged: the wake-up enqueued when it was set still stands (and the sweep
+        # covers a lost one). A completed session's revoke gate needs no second task.
+        wake_up_on_commit(session.pk, row.next_due_at)
     return row
 
 

@@ -7,7 +7,8 @@ from django_tasks import task
 from coachgate.kit import clock
 
 
-@task()
+# The most time-critical wake-ups (access opens and closes on the second): first in line.
+@task(priority=10)
 def converge_session(session_id: int) -> str:
     """access.converge: bring one session's access in line with the clock."""
     from .services import converge

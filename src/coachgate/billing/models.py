@@ -141,6 +141,9 @@ class Payment(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     lease_owner = models.CharField(max_length=64, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Bumped by each decline: a new card is a new request (a new idempotency key), while a
+    # retry after a timeout or an outage replays the same key and cannot take money twice.
+    declines = models.PositiveIntegerField(default=0)
     decline_code = models.CharField(max_length=40, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField()

@@ -101,11 +101,9 @@ def thresholds_of(session: Session) -> rules.Thresholds:
 
 
 def _wake_on_commit(at: datetime | None) -> None:
-    if at is None:
-        return
     from .tasks import run_due
 
-    transaction.on_commit(lambda: run_due.using(run_after=at).enqueue())
+    due.wake_on_commit(run_due, at)
 
 
 # --- bookings ---------------------------------------------------------------------------
@@ -261,7 +259,7 @@ def settle_session(session_id: int, *, now: datetime, actor: User | None = None
     gets one (COMPLETED, or EARLY_END_SHORT by the meeting's evidence). Idempotent; runs in
     the caller's transaction or its own."""
     with transaction.atomic():
-        session = (Session.objects.select_for_update().select_related("offer")
+        session = (Session.objects.select_for_update().select_related("offer", "coach")
                    .filter(pk=session_id).first())
         if session is None:
             return []
@@ -273,22 +271,28 @@ def settle_session(session_id: int, *, now: datetime, actor: User | None = None
             else:
                 session = scheduling.end_session_short(None, session.pk, now=now)
         pending = list(Booking.objects.filter(session=session, settlement__isnull=True)
-                       .select_related("session__offer").order_by("pk"))
+                       .select_related("student").order_by("pk"))
         done = []
+        left = 0
         pct = percentages()
         for booking in pending:
+            booking.session = session  # one session row for all its bookings
             outcome_or_none = _booking_outcome(booking, session)
-            if outcome_or_none is not None:
-                s = _settle_booking(booking, outcome_or_none, now=now, actor=actor, pct=pct)
-                if s is not None:
-                    done.append(s)
-        finished = session.status in TERMINAL and not Booking.objects.filter(
-            session=session, settlement__isnull=True).exists()
-        SessionBilling.objects.update_or_create(session=session, defaults={
-            "settle_at": session.ends_at,
-            "settled_at": now if finished else None,
-            "next_due_at": None if finished else session.ends_at,
-        })
+            if outcome_or_none is None:
+                left += 1
+                continue
+            s = _settle_booking(booking, outcome_or_none, now=now, actor=actor, pct=pct)
+            if s is not None:
+                done.append(s)
+        finished = session.status in TERMINAL and left == 0
+        updated = SessionBilling.objects.filter(session=session).update(
+            settle_at=session.ends_at, settled_at=now if finished else None,
+            next_due_at=None if finished else session.ends_at, updated_at=clock.now())
+        if not updated:
+            SessionBilling.objects.create(
+                session=session, settle_at=session.ends_at,
+                settled_at=now if finished else None,
+                next_due_at=None if finished else session.ends_at)
         if not finished:
             _wake_on_commit(session.ends_at)
         return done
@@ -331,7 +335,7 @@ def _settle_booking(booking: Booking, outcome: Outcome, *, now: datetime, actor:
             at=now, memo=memo, session_id=booking.session_id, booking_id=booking.pk)
         _set_capture(booking, charge, split.charge, now)
     booking_settled.send(sender=None, settlement=settlement, consumes=consumes, now=now)
-    _notify_settled(settlement, now)
+    _notify_settled(settlement, booking, now)
     metrics.SETTLEMENTS.labels(outcome=outcome.value, result="settled").inc()
     return settlement
 
@@ -388,10 +392,10 @@ _OUTCOME_TEXT = {
 }
 
 
-def _notify_settled(s: Settlement, now: datetime) -> None:
+def _notify_settled(s: Settlement, booking: Booking, now: datetime) -> None:
     from coachgate.notify.services import notify
 
-    session = s.session
+    session = booking.session
     context = {
         "session_id": s.session_id, "offer_title": session.offer.title,
         "starts_at": session.starts_at.isoformat(), "outcome": s.outcome,
@@ -400,10 +404,11 @@ def _notify_settled(s: Settlement, now: datetime) -> None:
         "used": Outcome(s.outcome) in rules.CONSUMING,
         "refund_minor": s.price_minor - s.charge_minor,
     }
-    notify(s.student, "settlement_receipt", context, key=f"settled:{s.booking_id}",
+    notify(booking.student, "settlement_receipt", context, key=f"settled:{s.booking_id}",
            channels=("email",), now=now)
     if s.outcome == Outcome.NO_SHOW_STUDENT:
-        notify(s.student, "no_show_notice", context, key=f"no_show:{s.booking_id}", now=now)
+        notify(booking.student, "no_show_notice", context, key=f"no_show:{s.booking_id}",
+               now=now)
 
 
 # --- outcome actions ----------------------------------------------------------------------
@@ -598,9 +603,9 @@ def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 
     report = DueReport()
     for _ in range(max_batches):
         keys = due.claim_due(SessionBilling, now=now, owner=owner, lease=LEASE, limit=BATCH)
-        for pk in keys:
-            report.errors += not _run_gate(pk, now=now, owner=owner)
-            report.sessions += 1
+        for i in range(0, len(keys), SETTLE_CHUNK):
+            report.errors += _run_gates(keys[i:i + SETTLE_CHUNK], now=now, owner=owner)
+        report.sessions += len(keys)
         if len(keys) < BATCH:
             break
     for _ in range(max_batches):
@@ -613,6 +618,36 @@ def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 
     return report
 
 
+# Gates settled per transaction: a burst pays one commit per chunk, not per session. A
+# failure rolls the chunk back and its sessions are then run one by one, so one bad row
+# delays nobody else.
+SETTLE_CHUNK = 20
+
+
+def _run_gates(session_ids: list[int], *, now: datetime, owner: str) -> int:
+    if len(session_ids) > 1:
+        try:
+            with transaction.atomic():
+                for session_id in session_ids:
+                    _settle_gate(session_id, now=now, owner=owner)
+            return 0
+        except Exception:  # run them one by one: the failing one is retried on its own
+            log.warning("settling %d sessions together failed; one by one now",
+                        len(session_ids), exc_info=True)
+    return sum(not _run_gate(pk, now=now, owner=owner) for pk in session_ids)
+
+
+def _settle_gate(session_id: int, *, now: datetime, owner: str) -> None:
+    gate = SessionBilling.objects.filter(pk=session_id).values_list(
+        "next_due_at", "attempts").first()
+    if gate is not None and gate[0] is not None and gate[1] == 0:
+        metrics.GATE_LATENESS.labels(kind="settle").observe(
+            max(0.0, (clock.now() - gate[0]).total_seconds()))
+    settle_session(session_id, now=now)
+    SessionBilling.objects.filter(pk=session_id, lease_owner=owner).update(
+        lease_until=None, lease_owner="", attempts=0, last_error="")
+
+
 def _owner() -> str:
     from coachgate.access.services import worker_identity
 
@@ -620,32 +655,27 @@ def _owner() -> str:
 
 
 def _run_gate(session_id: int, *, now: datetime, owner: str) -> bool:
-    started = clock.now()
     try:
         with transaction.atomic():
-            gate = SessionBilling.objects.get(pk=session_id)
-            if gate.next_due_at is not None and gate.attempts == 0:
-                metrics.GATE_LATENESS.labels(kind="settle").observe(
-                    max(0.0, (started - gate.next_due_at).total_seconds()))
-            settle_session(session_id, now=now)
-            gate = SessionBilling.objects.get(pk=session_id)
-            due.release(SessionBilling, session_id, owner=owner, attempts=0, last_error="",
-                        next_due_at=gate.next_due_at)
+            _settle_gate(session_id, now=now, owner=owner)
         return True
     except Exception as exc:  # a bug or the database: retry with backoff, never lose the gate
         log.exception("settlement of session %s failed", session_id)
-        gate = SessionBilling.objects.get(pk=session_id)
-        retry = now + min(timedelta(minutes=10), timedelta(seconds=2 ** min(gate.attempts, 9)))
-        due.release(SessionBilling, session_id, owner=owner, attempts=gate.attempts + 1,
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000], next_due_at=retry)
-        _wake_on_commit(retry)
+        attempts = (SessionBilling.objects.filter(pk=session_id)
+                    .values_list("attempts", flat=True).first() or 0)
+        retry = now + min(timedelta(minutes=10), timedelta(seconds=2 ** min(attempts, 9)))
+        with transaction.atomic():
+            due.release(SessionBilling, session_id, owner=owner, attempts=attempts + 1,
+                        last_error=f"{type(exc).__name__}: {exc}"[:2000], next_due_at=retry)
+            _wake_on_commit(retry)
         return False
 
 
 def _request(payment: Payment, amount: int) -> PaymentRequest:
     profile = BillingProfile.objects.filter(user_id=payment.student_id).first()
     return PaymentRequest(
-        key=payment.key, amount_minor=amount, currency=payment.currency,
+        key=f"{payment.key}:{payment.declines}" if payment.declines else payment.key,
+        amount_minor=amount, currency=payment.currency,
         customer_ref=profile.customer_ref if profile else "",
         payment_method_ref=profile.payment_method_ref if profile else "",
         description=f"coachgate {payment.key}", metadata={"coachgate_key": payment.key})
@@ -659,8 +689,16 @@ def _payment_step(p: Payment, gw: PaymentGateway, now: datetime) -> None:
         amount = p.capture_minor
         if p.status == PaymentStatus.AUTHORIZED:
             if amount > 0:
-                res = gw.capture(ref=p.ref, amount_minor=amount, key=p.key)
-                p.status, p.captured_minor = PaymentStatus.CAPTURED, res.amount_minor
+                try:
+                    res = gw.capture(ref=p.ref, amount_minor=amount, key=p.key)
+                    p.status, p.captured_minor = PaymentStatus.CAPTURED, res.amount_minor
+                except PaymentDeclined as exc:
+                    if exc.code != "authorization_expired":
+                        raise
+                    # The hold lapsed (card holds last 5-7 days): charge the amount now.
+                    res = gw.charge(_request(p, amount))
+                    p.ref, p.status = res.ref, PaymentStatus.CAPTURED
+                    p.captured_minor = res.amount_minor
             else:
                 gw.cancel(ref=p.ref, key=p.key)
                 p.status = PaymentStatus.CANCELLED
@@ -728,6 +766,7 @@ def run_payment(payment_id: int, *, now: datetime, owner: str, claimed: bool = F
                 PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED) else p.status
             p.decline_code, p.last_error = exc.code[:40], exc.message[:2000]
             p.attempts += 1
+            p.declines += 1
             p.next_due_at = now + PAYMENT_ACTION_RETRY
             p.lease_until, p.lease_owner = None, ""
             p.save()
@@ -881,9 +920,13 @@ def _apply_payment_event(p: Payment, kind: str, obj: dict[str, Any], now: dateti
             PaymentStatus.PENDING, PaymentStatus.AUTHORIZED):
         err = obj.get("last_payment_error") or {}
         p.status = PaymentStatus.ACTION_NEEDED
-        p.decline_code = str(err.get("decline_code") or err.get("code") or "payment_failed")[:40]
+        # As the gateway reports it: "generic_decline" says less than the code.
+        specific = err.get("decline_code")
+        p.decline_code = str((specific if specific and specific != "generic_decline" else None)
+                             or err.get("code") or "payment_failed")[:40]
         p.attempts += 1
-        p.save(update_fields=["status", "decline_code", "attempts", "updated_at"])
+        p.declines += 1
+        p.save(update_fields=["status", "decline_code", "attempts", "declines", "updated_at"])
         _notify_payment_problem(p, now)
 
 

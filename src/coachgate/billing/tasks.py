@@ -7,7 +7,9 @@ from django_tasks import task
 from coachgate.kit import clock
 
 
-@task()
+# Gates before messages: settlement wake-ups outrank notifications (priority 0) in the
+# shared queue; access gates (priority 10) outrank both.
+@task(priority=5)
 def run_due() -> dict[str, int]:
     """billing.run_due: settle the sessions and move the payments whose time has come."""
     from .services import run_due as run

@@ -1,0 +1,357 @@
+"""Stripe behind the PaymentGateway interface, through the official SDK (``StripeClient``).
+
+Cards are saved with a SetupIntent (``usage=off_session``; the browser finishes it with
+Stripe.js and the client secret) and charged later, off-session, with PaymentIntents
+created and confirmed in one call: ``authorize`` holds the amount (``capture_method=
+manual`` -> status ``requires_capture``), ``capture`` takes all or part of the hold (the
+rest is released), ``cancel`` releases it, ``charge`` takes money at once (automatic
+capture), ``refund`` gives back part or all of a captured payment.
+
+Idempotency: every mutating call carries ``Idempotency-Key: "<key>:<step>"`` (``<key>`` is
+the caller's, unique per payment row; ``<step>`` is ``authorize``, ``charge``, ``capture``,
+``cancel``, ``refund``, ``setup``). Stripe keeps keys 24 hours and replays the first
+answer — including a card decline — so a call repeated after a crash or a timeout moves
+money once. The SDK retries network errors, 409 and 5xx answers itself, and a 429 when
+Stripe sends ``Stripe-Should-Retry: true`` (``max_network_retries``, default 2, with the
+same key); what still fails is mapped:
+
+* ``stripe.CardError`` -> ``PaymentDeclined(code, message, ref=<payment intent id>)``,
+  ``code`` being Stripe's ``decline_code`` when it says more than ``generic_decline``
+  (``insufficient_funds``, ``authentication_required``, ``expired_card``, ...), else the
+  error's ``code`` (``card_declined``, ``incorrect_cvc``, ...).
+* An intent that ends ``requires_action`` (the card wants the student's 3DS) ->
+  ``PaymentDeclined("authentication_required")``.
+* A missing or unknown payment method -> ``PaymentDeclined("no_payment_method")``.
+* Capturing an authorisation Stripe has already cancelled (holds lapse after 7 days) ->
+  ``PaymentDeclined("authorization_expired", ref=...)``: charge instead.
+* ``APIConnectionError``, ``RateLimitError``, 5xx and 409 ``APIError`` ->
+  ``GatewayUnavailable`` (``retry_after`` from a ``Retry-After`` header when present).
+* Anything else (``InvalidRequestError``, ``IdempotencyError``, ``AuthenticationError``)
+  is a bug or a misconfiguration and propagates unchanged.
+
+Amounts go to Stripe exactly as given (``amount_minor``; the currency lower-cased):
+Stripe's ``amount`` is already the smallest unit. For zero-decimal currencies (JPY, KRW,
+...) that is the whole unit (¥500 -> 500), the same as our minor units. For the three-
+decimal currencies (BHD, JOD, KWD, OMR, TND) Stripe takes the minor unit too (fils:
+12.345 KWD -> 12345) but requires the last digit to be 0 for card payments; the gateway
+does not round (rounding would move money the ledger did not decide): an amount such as
+12345 is refused by Stripe with an ``InvalidRequestError``, a bug in whoever computed it.
+
+The secret key is never logged or shown (``repr`` hides it); log lines name the step, the
+idempotency key and Stripe's ids only.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import stripe
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import (
+    CardSetup,
+    Customer,
+    GatewayError,
+    GatewayUnavailable,
+    InvalidSignature,
+    PaymentDeclined,
+    PaymentRequest,
+    PaymentResult,
+    WebhookEvent,
+)
+
+if TYPE_CHECKING:
+    from stripe.params import PaymentIntentCreateParams, SetupIntentCreateParams
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 20.0  # seconds per HTTP attempt
+DEFAULT_MAX_NETWORK_RETRIES = 2
+
+
+class StripeGateway:
+    name = "stripe"
+
+    def __init__(self, *, secret_key: str, webhook_secret: str = "", api_base: str = "",
+                 timeout: float = DEFAULT_TIMEOUT,
+                 max_network_retries: int = DEFAULT_MAX_NETWORK_RETRIES) -> None:
+        if not secret_key:
+            raise ImproperlyConfigured("Stripe needs a secret key "
+                                       "(COACHGATE_STRIPE_SECRET_KEY).")
+        self._webhook_secret = webhook_secret
+        self.api_base = api_base or stripe.DEFAULT_API_BASE
+        self.livemode = secret_key.startswith(("sk_live_", "rk_live_"))
+        # The SDK's own HTTP client (requests, a dependency of stripe); its httpx adapter
+        # sends bodies in a way httpx deprecates. One client per gateway: it keeps a
+        # connection pool per thread.
+        self._client = stripe.StripeClient(
+            secret_key,
+            base_addresses={"api": self.api_base},
+            max_network_retries=max_network_retries,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+
+    @classmethod
+    def from_settings(cls) -> StripeGateway:
+        """The gateway configured in ``settings.COACHGATE`` (``STRIPE_SECRET_KEY``,
+        ``STRIPE_WEBHOOK_SECRET``, ``STRIPE_API_BASE``; optional ``STRIPE_TIMEOUT`` and
+        ``STRIPE_MAX_NETWORK_RETRIES``). Gateways are reused per configuration."""
+        conf = settings.COACHGATE
+        return _cached_gateway(
+            str(conf.get("STRIPE_SECRET_KEY", "")),
+            str(conf.get("STRIPE_WEBHOOK_SECRET", "")),
+            str(conf.get("STRIPE_API_BASE", "")),
+            float(str(conf.get("STRIPE_TIMEOUT", DEFAULT_TIMEOUT))),
+            int(str(conf.get("STRIPE_MAX_NETWORK_RETRIES", DEFAULT_MAX_NETWORK_RETRIES))),
+        )
+
+    def __repr__(self) -> str:
+        mode = "live" if self.livemode else "test"
+        return f"<StripeGateway {mode} {self.api_base}>"
+
+    # --- Customers and cards --------------------------------------------------------------
+
+    def ensure_customer(self, *, user_id: int, email: str, existing_ref: str) -> Customer:
+        if existing_ref:
+            with self._mapped("customer"):
+                try:
+                    found = self._client.v1.customers.retrieve(existing_ref)
+                except stripe.InvalidRequestError as exc:
+                    # Gone (e.g. test keys swapped for live ones): make a new one below.
+                    if exc.code != "resource_missing":
+                        raise
+                else:
+                    if not getattr(found, "deleted", False):
+                        return Customer(ref=existing_ref)
+            log.warning("stripe: customer %s of user %s is gone; creating another",
+                        existing_ref, user_id)
+        key = f"customer:{user_id}" + (f":replaces:{existing_ref}" if existing_ref else "")
+        with self._mapped("customer"):
+            customer = self._client.v1.customers.create(
+                {"email": email, "metadata": {"coachgate_user_id": str(user_id)}},
+                options={"idempotency_key": key})
+        log.info("stripe: customer %s for user %s", customer.id, user_id)
+        return Customer(ref=customer.id)
+
+    def start_card_setup(self, *, customer_ref: str, key: str) -> CardSetup:
+        params: SetupIntentCreateParams = {
+            "usage": "off_session",
+            "allowed_payment_method_types": ["card"],
+            "metadata": {"coachgate_key": key},
+        }
+        if customer_ref:
+            params["customer"] = customer_ref
+        with self._mapped("setup"):
+            intent = self._client.v1.setup_intents.create(
+                params, options={"idempotency_key": f"{key}:setup"})
+        log.info("stripe: setup %s started (%s)", intent.id, key)
+        return _card_setup(intent)
+
+    def card_setup(self, ref: str) -> CardSetup:
+        with self._mapped("setup"):
+            intent = self._client.v1.setup_intents.retrieve(ref)
+        return _card_setup(intent)
+
+    # --- Money ----------------------------------------------------------------------------
+
+    def authorize(self, request: PaymentRequest) -> PaymentResult:
+        return self._pay(request, capture_method="manual", step="authorize")
+
+    def charge(self, request: PaymentRequest) -> PaymentResult:
+        return self._pay(request, capture_method="automatic", step="charge")
+
+    def capture(self, *, ref: str, amount_minor: int, key: str) -> PaymentResult:
+        if amount_minor <= 0:
+            raise ValueError("capture needs a positive amount; cancel() releases a hold")
+        with self._mapped("capture"):
+            try:
+                intent = self._client.v1.payment_intents.capture(
+                    ref, {"amount_to_capture": amount_minor},
+                    options={"idempotency_key": f"{key}:capture"})
+            except stripe.InvalidRequestError as exc:
+                if exc.code == "payment_intent_unexpected_state" and \
+                        _error_intent(exc).get("status") == "canceled":
+                    raise PaymentDeclined(
+                        "authorization_expired",
+                        "The authorisation was cancelled or has lapsed; charge instead.",
+                        ref=ref) from exc
+                raise
+        log.info("stripe: captured %s of %s (%s)", intent.amount_received, ref, key)
+        return PaymentResult(ref=intent.id, status="captured",
+                             amount_minor=intent.amount_received)
+
+    def cancel(self, *, ref: str, key: str) -> PaymentResult:
+        with self._mapped("cancel"):
+            try:
+                intent = self._client.v1.payment_intents.cancel(
+                    ref, options={"idempotency_key": f"{key}:cancel"})
+            except stripe.InvalidRequestError as exc:
+                # Already cancelled (by us with another key, or lapsed): the hold is gone,
+                # which is what the caller wants.
+                if exc.code == "payment_intent_unexpected_state" and \
+                        _error_intent(exc).get("status") == "canceled":
+                    log.info("stripe: %s was already cancelled (%s)", ref, key)
+                    return PaymentResult(ref=ref, status="cancelled", amount_minor=0)
+                raise
+        log.info("stripe: cancelled %s (%s)", intent.id, key)
+        return PaymentResult(ref=intent.id, status="cancelled", amount_minor=0)
+
+    def refund(self, *, ref: str, amount_minor: int, key: str) -> PaymentResult:
+        with self._mapped("refund"):
+            refund = self._client.v1.refunds.create(
+                {"payment_intent": ref, "amount": amount_minor,
+                 "metadata": {"coachgate_key": key}},
+                options={"idempotency_key": f"{key}:refund"})
+        if refund.status in ("failed", "canceled"):
+            raise GatewayError(f"Stripe refund {refund.id} of {ref} is {refund.status}")
+        log.info("stripe: refunded %s of %s as %s (%s)", refund.amount, ref, refund.id, key)
+        return PaymentResult(ref=ref, status="refunded", amount_minor=refund.amount)
+
+    def _pay(self, request: PaymentRequest, *, capture_method: str, step: str
+             ) -> PaymentResult:
+        if not request.payment_method_ref:
+            raise PaymentDeclined("no_payment_method", "No saved card for this payment.")
+        params: PaymentIntentCreateParams = {
+            "amount": request.amount_minor,
+            "currency": request.currency.lower(),
+            "payment_method": request.payment_method_ref,
+            "allowed_payment_method_types": ["card"],
+            "confirm": True,
+            "off_session": True,
+            "capture_method": capture_method,
+            "metadata": {**request.metadata, "coachgate_key": request.key},
+        }
+        if request.customer_ref:
+            params["customer"] = request.customer_ref
+        if request.description:
+            params["description"] = request.description
+        with self._mapped(step):
+            intent = self._client.v1.payment_intents.create(
+                params, options={"idempotency_key": f"{request.key}:{step}"})
+        log.info("stripe: %s %s -> %s %s", step, request.key, intent.id, intent.status)
+        if intent.status == "requires_capture":
+            return PaymentResult(ref=intent.id, status="authorized",
+                                 amount_minor=intent.amount_capturable)
+        if intent.status == "succeeded":
+            return PaymentResult(ref=intent.id, status="captured",
+                                 amount_minor=intent.amount_received)
+        if intent.status == "requires_action":
+            raise PaymentDeclined("authentication_required",
+                                  "The card asks for the student's authentication.",
+                                  ref=intent.id)
+        if intent.status == "requires_payment_method":
+            error = intent.last_payment_error
+            code = _decline_code(getattr(error, "code", None),
+                                 getattr(error, "decline_code", None))
+            raise PaymentDeclined(code, getattr(error, "message", None) or "Declined.",
+                                  ref=intent.id)
+        raise GatewayError(f"Stripe PaymentIntent {intent.id} is {intent.status} "
+                           f"after {step}")
+
+    # --- Webhooks -------------------------------------------------------------------------
+
+    def parse_webhook(self, payload: bytes, headers: dict[str, str]) -> WebhookEvent:
+        if not self._webhook_secret:
+            raise InvalidSignature("No Stripe webhook secret is configured "
+                                   "(COACHGATE_STRIPE_WEBHOOK_SECRET).")
+        signature = _header(headers, "Stripe-Signature")
+        try:
+            # Default tolerance (300 s) refuses replays of old, validly signed events.
+            event = self._client.construct_event(payload, signature, self._webhook_secret)
+        except stripe.SignatureVerificationError as exc:
+            raise InvalidSignature(exc.user_message or "bad Stripe signature") from exc
+        except ValueError as exc:  # signed, yet not JSON: not from Stripe
+            raise InvalidSignature("The webhook payload is not JSON.") from exc
+        data = event.data.object.to_dict()
+        return WebhookEvent(id=event.id, type=event.type, data=data)
+
+    # --- Errors ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _mapped(self, step: str) -> Iterator[None]:
+        """Stripe's errors -> retry later (GatewayUnavailable) or someone must act
+        (PaymentDeclined); the rest propagates."""
+        try:
+            yield
+        except stripe.CardError as exc:
+            body = _error_body(exc)
+            code = _decline_code(exc.code, body.get("decline_code"))
+            ref = str(_error_intent(exc).get("id") or "")
+            log.info("stripe: %s declined: %s %s", step, code, ref)
+            raise PaymentDeclined(code, exc.user_message or "The card was declined.",
+                                  ref=ref) from exc
+        except stripe.RateLimitError as exc:
+            raise GatewayUnavailable(f"Stripe rate limit during {step}",
+                                     retry_after=_retry_after(exc)) from exc
+        except stripe.APIConnectionError as exc:
+            raise GatewayUnavailable(f"Stripe unreachable during {step}") from exc
+        except stripe.InvalidRequestError as exc:
+            if exc.param == "payment_method" and exc.code in ("parameter_missing",
+                                                              "resource_missing"):
+                raise PaymentDeclined("no_payment_method", exc.user_message or
+                                      "The saved card is missing.",
+                                      ref=str(_error_intent(exc).get("id") or "")) from exc
+            raise
+        except stripe.APIError as exc:
+            status = exc.http_status
+            if status is None or status >= 500 or status == 409:
+                raise GatewayUnavailable(f"Stripe answered {status} during {step}",
+                                         retry_after=_retry_after(exc)) from exc
+            raise
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_gateway(secret_key: str, webhook_secret: str, api_base: str, timeout: float,
+                    max_network_retries: int) -> StripeGateway:
+    return StripeGateway(secret_key=secret_key, webhook_secret=webhook_secret,
+                         api_base=api_base, timeout=timeout,
+                         max_network_retries=max_network_retries)
+
+
+def _card_setup(intent: Any) -> CardSetup:
+    pm = intent.payment_method
+    pm_ref = pm if isinstance(pm, str) else (getattr(pm, "id", "") if pm else "")
+    return CardSetup(ref=intent.id, status=intent.status,
+                     client_secret=intent.client_secret or "",
+                     payment_method_ref=pm_ref if intent.status == "succeeded" else "")
+
+
+def _decline_code(code: str | None, decline_code: str | None) -> str:
+    # "generic_decline" says less than the code ("card_declined"): keep the code then.
+    if decline_code and decline_code != "generic_decline":
+        return decline_code
+    return code or "card_declined"
+
+
+def _error_body(exc: stripe.StripeError) -> dict[str, Any]:
+    body = exc.json_body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return dict(body["error"])
+    return {}
+
+
+def _error_intent(exc: stripe.StripeError) -> dict[str, Any]:
+    intent = _error_body(exc).get("payment_intent")
+    return intent if isinstance(intent, dict) else {}
+
+
+def _retry_after(exc: stripe.StripeError) -> float | None:
+    value = (exc.headers or {}).get("retry-after") or (exc.headers or {}).get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    meta = "http_" + wanted.replace("-", "_")
+    for key, value in headers.items():
+        if key.lower() in (wanted, meta):
+            return value
+    return None
