@@ -110,6 +110,12 @@ TABLE = [
      {"coach_id": "{coach_id}", "currency": "USD", "amount_minor": 1, "reference": "r"},
      (401, 403, 403, 403, 403, 422)),
     ("POST", "/billing/webhooks/stripe", {}, (404, 404, 404, 404, 404, 404)),
+    ("GET", "/packs", None, (401, 200, 200, 200, 200, 200)),
+    ("POST", "/packs", {"offer_id": "{offer}"}, (401, 409, 409, 403, 403, 403)),
+    ("GET", "/packs/999999", None, (401, 404, 404, 404, 404, 404)),
+    ("POST", "/packs/999999/bookings", {"start": SLOT}, (401, 404, 404, 404, 404, 404)),
+    ("GET", "/coach/seats", None, (401, 403, 403, 200, 200, 403)),
+    ("POST", "/coaches/{coach_id}/waitlist", {}, (401, 409, 409, 403, 403, 403)),
     ("GET", "/openapi.json", None, (200, 200, 200, 200, 200, 200)),
 ]
 CASES = [(m, p, b, role, codes[i]) for m, p, b, codes in TABLE for i, role in enumerate(ROLES)]

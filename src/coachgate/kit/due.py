@@ -73,5 +73,6 @@ def wake(task: Any, at: datetime) -> None:
 
 
 def wake_on_commit(task: Any, at: datetime | None) -> None:
+    # robust: the rows are the truth; a wake-up lost to an error is repaired by the sweep.
     if at is not None:
-        transaction.on_commit(lambda: wake(task, at))
+        transaction.on_commit(lambda: wake(task, at), robust=True)

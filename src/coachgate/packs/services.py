@@ -101,12 +101,9 @@ def pack_times() -> rules.PackTimes:
 
 
 def _wake_on_commit(at: datetime | None) -> None:
-    if at is None:
-        return
     from .tasks import run_due
 
-    # robust: the rows are the truth; a lost wake-up is repaired by the sweep.
-    transaction.on_commit(lambda: run_due.using(run_after=at).enqueue(), robust=True)
+    due.wake_on_commit(run_due, at)
 
 
 def _count(kind: str) -> None:

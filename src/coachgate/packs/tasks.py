@@ -7,7 +7,7 @@ from django_tasks import task
 from coachgate.kit import clock
 
 
-@task()
+@task(priority=5)  # a gate: before notifications, after access gates
 def run_due() -> dict[str, int]:
     """packs.run_due: expire packs, warn and release seats whose time has come."""
     from .services import run_due as run
