@@ -52,7 +52,8 @@ def main() -> int:
     from django.db import connection, transaction
     from django.db.models import Count, Sum
 
-    from coachgate.access.services import create_missing_rows
+    from coachgate.access.models import SessionAccess
+    from coachgate.access.rules import Phase, access_window
     from coachgate.accounts.models import Role, User
     from coachgate.billing import ledger
     from coachgate.billing.models import (
@@ -66,6 +67,7 @@ def main() -> int:
     )
     from coachgate.billing.tasks import run_due
     from coachgate.catalog.models import CoachProfile, Offer
+    from coachgate.catalog.rules import parse_access_policy
     from coachgate.kit import clock, due
     from coachgate.scheduling.models import Booking, Session
 
@@ -87,7 +89,7 @@ def main() -> int:
                   status="published", published_at=now) for p in profiles)
         # One session per coach (a coach's sessions cannot overlap); ends spread evenly over
         # the minute that starts 20 s after setup.
-        first_end = now + timedelta(seconds=20 + 0.006 * n)  # setup takes ~6 ms a session
+        first_end = now + timedelta(seconds=20 + 0.003 * n)  # setup takes ~2 ms a session
         sessions = Session.objects.bulk_create(
             Session(coach=p, offer=o, starts_at=first_end + timedelta(seconds=60 * i / n)
                     - timedelta(hours=1), ends_at=first_end + timedelta(seconds=60 * i / n),
@@ -110,11 +112,19 @@ def main() -> int:
                     currency="USD", amount_minor=5000, status=PaymentStatus.AUTHORIZED,
                     ref=f"off_booking:{b.pk}", authorize_at=now - timedelta(days=1),
                     created_at=now) for b in bookings)
-    # What the booking's on-commit events leave: each session's access row (whose next gate
-    # is after this run) and one settlement wake-up per session, asked for the way
-    # billing asks (kit.due.wake: one task per half second, however many sessions).
-    while create_missing_rows(now, limit=1000):
-        pass
+    # Each session's access row as the access gates left it an hour into the session
+    # (granted, reminders and "access is open" sent; next gate: the revoke, after this
+    # run), and one settlement wake-up per session, asked for the way billing asks
+    # (kit.due.wake: one task per half second, however many sessions).
+    policy = parse_access_policy({})
+    rows = []
+    for s in sessions:
+        start, end = access_window(s.starts_at, s.ends_at, policy)
+        rows.append(SessionAccess(session=s, discord=False, mode=policy.discord_mode,
+                                  phase=Phase.GRANTED, window_start=start, window_end=end,
+                                  next_due_at=end, access_open_sent=True,
+                                  reminder_sent_before_s=min(policy.reminders_before_s)))
+    SessionAccess.objects.bulk_create(rows, batch_size=2000)
     for s in sessions:
         due.wake(run_due, s.ends_at)
     last_end = max(s.ends_at for s in sessions)

@@ -208,6 +208,8 @@ def run_lifecycle(emu: DiscordEmulator, out: TextIO = sys.stdout, timeout: float
     """Book a session a minute ahead and print its life as it happens. True when the
     session went booked → granted → revoked with its channel gone."""
     from coachgate.access.models import SessionAccess
+    from coachgate.billing.models import Settlement
+    from coachgate.kit.money import format_amount
 
     offer_id = _lifecycle_offer()
     link_everyone(emu) if not linked.discord_user_id(
@@ -241,12 +243,19 @@ def run_lifecycle(emu: DiscordEmulator, out: TextIO = sys.stdout, timeout: float
             if now >= at and label not in said:
                 said.add(label)
                 say(label)
+        settled = Settlement.objects.filter(booking=booking).first()
+        if settled is not None and "settled" not in said:
+            said.add("settled")
+            say(f"settled by the gate at the scheduled end: {settled.outcome}, charged "
+                f"{format_amount(settled.charge_minor, settled.currency)} (coach "
+                f"{format_amount(settled.payout_minor, settled.currency)}, platform "
+                f"{format_amount(settled.fee_minor, settled.currency)}; offline gateway)")
         row = SessionAccess.objects.filter(pk=session.pk).first()
         if row is not None and row.phase == "granted" and "granted" not in said:
             said.add("granted")
             say(f"access granted: channel {row.channel_id} visible to coach and student "
                 f"only; {row.discord_calls} Discord call(s) so far")
-        if row is not None and row.phase == "revoked":
+        if row is not None and row.phase == "revoked" and "settled" in said:
             say(f"access revoked and channel deleted; {row.discord_calls} Discord calls in "
                 f"the whole lifecycle. Done.")
             return True
