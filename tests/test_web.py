@@ -80,3 +80,29 @@ def test_join_button_opens_with_the_window(client, coach, student, now, discord)
     with time_machine.travel(start + timedelta(hours=2), tick=False):
         access.converge(session.pk)
         assert "Join now" not in client.get("/sessions/").text
+
+
+def test_no_show_button_appears_after_the_wait(client, offer, coach, student, now):
+    from datetime import timedelta
+
+    from coachgate.billing.models import Settlement
+    from coachgate.scheduling import services as scheduling
+
+    start = MONDAY.replace(hour=9)
+    session = scheduling.book_session(student, offer.pk, start, now=now).session
+    with time_machine.travel(start + timedelta(minutes=10), tick=False):
+        client.force_login(coach)
+        page = client.get("/sessions/")
+        assert "Student absent" not in page.text and "no-show button from 09:20" in page.text
+        r = client.post(f"/sessions/{session.pk}/no-show", follow=True)
+        assert "can be marked absent from 09:20" in r.text and not Settlement.objects.exists()
+    with time_machine.travel(start + timedelta(minutes=20), tick=False):
+        assert "Student absent" in client.get("/sessions/").text
+        r = client.post(f"/sessions/{session.pk}/no-show", follow=True)
+        assert r.status_code == 200 and "Marked the student absent." in r.text
+        assert Settlement.objects.get().charge_minor == 2500
+        client.force_login(student)
+        page = client.get("/sessions/")
+        assert "student no-show: charged 25.00 USD" in page.text
+        r = client.post(f"/sessions/{session.pk}/teleport", follow=True)
+        assert r.status_code == 200 and "Unknown action." in r.text

@@ -270,6 +270,8 @@ def test_group_session_no_show_of_one_student(coach, book, now) -> None:
     result = services.mark_student_no_show(coach, session.pk, student_id=a.pk,
                                            now=START + 25 * M)
     assert result.session.status == "scheduled"  # b is still in the session
+    event = session.events.get(kind="student_marked_absent")
+    assert (event.actor, event.booking.student, event.after["student_id"]) == (coach, a, a.pk)
     services.run_due(now=END)
     by_student = {s.student_id: (s.outcome, s.charge_minor) for s in Settlement.objects.all()}
     assert by_student == {a.pk: ("no_show_student", 2500), b.pk: ("completed", 5000)}

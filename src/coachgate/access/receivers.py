@@ -26,9 +26,17 @@ def check_booking(sender: Any, *, student: User, offer: Offer, start: datetime, 
     services.check_booking_capacity(offer, start, end, now)
 
 
+# A session that starts or gets its outcome keeps its times and stays live: its gates and
+# access do not change (access closes at the revoke gate whatever the outcome).
+_SAME_ACCESS = frozenset({"started", "completed", "no_show_student", "no_show_coach",
+                          "early_end_short"})
+
+
 @receiver(session_changed, dispatch_uid="access.session_changed")
 def on_session_changed(sender: Any, *, kind: str, session_id: int, booking_id: int | None,
                        **kwargs: Any) -> None:
+    if kind in _SAME_ACCESS:
+        return
     from . import services
 
     now = clock.now()

@@ -40,9 +40,13 @@ class Unbalanced(ValueError):
 
 def record(key: str, kind: str, currency: str, lines: Iterable[tuple[str, int]], *,
            at: datetime, memo: str = "", session_id: int | None = None,
-           booking_id: int | None = None) -> JournalEntry | None:
+           booking_id: int | None = None, guarded: bool = False) -> JournalEntry | None:
     """Record an entry once. Returns it, or None when the key was recorded before (or the
-    entry moves nothing)."""
+    entry moves nothing).
+
+    ``guarded``: the caller holds the lock that makes this key new (the settlement of a
+    booking under its session's row lock), so no savepoint is spent on a duplicate; one
+    would still fail the caller's transaction on the unique key."""
     merged: dict[str, int] = {}
     for account, amount in lines:
         merged[account] = merged.get(account, 0) + int(amount)
@@ -51,12 +55,17 @@ def record(key: str, kind: str, currency: str, lines: Iterable[tuple[str, int]],
     nonzero = [(a, v) for a, v in merged.items() if v != 0]
     if not nonzero:
         return None
+    fields = {"key": key, "kind": kind, "currency": currency, "at": at, "memo": memo[:200],
+              "session_id": session_id, "booking_id": booking_id}
     try:
-        with transaction.atomic():  # a savepoint: a duplicate key leaves the caller's txn intact
-            entry = JournalEntry.objects.create(key=key, kind=kind, currency=currency, at=at,
-                                                memo=memo[:200], session_id=session_id,
-                                                booking_id=booking_id)
+        if guarded:
+            entry = JournalEntry.objects.create(**fields)
+        else:
+            with transaction.atomic():  # a savepoint: a duplicate leaves the caller's txn intact
+                entry = JournalEntry.objects.create(**fields)
     except IntegrityError:
+        if guarded:
+            raise
         if JournalEntry.objects.filter(key=key).exists():
             return None
         raise

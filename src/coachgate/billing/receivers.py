@@ -14,6 +14,8 @@ from coachgate.kit import clock
 from coachgate.scheduling.events import booking_requested, session_changed
 from coachgate.scheduling.models import Session
 
+from .models import SessionBilling
+
 
 @receiver(booking_requested, dispatch_uid="billing.check_booking")
 def check_booking(sender: Any, *, student: User, offer: Offer, start: datetime, end: datetime,
@@ -33,6 +35,8 @@ def on_session_changed(sender: Any, *, kind: str, session_id: int, booking_id: i
         if kind in ("booked", "seat_taken") and booking_id is not None:
             services.record_booking(booking_id, now=now)
             return
+        if SessionBilling.objects.filter(pk=session_id, settled_at__isnull=False).exists():
+            return  # settled (usually by the very change that sent this event)
         session = Session.objects.select_related("offer").filter(pk=session_id).first()
         if session is not None:
             services.sync_session_gate(session, now=now)

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from coachgate.accounts.models import User
 from coachgate.catalog.models import CoachProfile, Offer
@@ -252,8 +252,8 @@ def evidence_of(session: Session) -> rules.Evidence:
     return rules.Evidence(ev.started_at, ev.ended_at) if ev else rules.Evidence()
 
 
-def settle_session(session_id: int, *, now: datetime, actor: User | None = None
-                   ) -> list[Settlement]:
+def settle_session(session_id: int, *, now: datetime, actor: User | None = None,
+                   owner: str = "") -> list[Settlement]:
     """Settle whatever of the session is ready: cancelled bookings, and every booking once
     the session has an outcome. At or after the scheduled end a session without an outcome
     gets one (COMPLETED, or EARLY_END_SHORT by the meeting's evidence). Idempotent; runs in
@@ -285,9 +285,13 @@ def settle_session(session_id: int, *, now: datetime, actor: User | None = None
             if s is not None:
                 done.append(s)
         finished = session.status in TERMINAL and left == 0
+        release: dict[str, Any] = {}
+        if owner:  # the gate's own run: end its claim in the same statement
+            release = {"lease_until": None, "lease_owner": "", "attempts": 0, "last_error": ""}
         updated = SessionBilling.objects.filter(session=session).update(
             settle_at=session.ends_at, settled_at=now if finished else None,
-            next_due_at=None if finished else session.ends_at, updated_at=clock.now())
+            next_due_at=None if finished else session.ends_at, updated_at=clock.now(),
+            **release)
         if not updated:
             SessionBilling.objects.create(
                 session=session, settle_at=session.ends_at,
@@ -303,19 +307,18 @@ def _settle_booking(booking: Booking, outcome: Outcome, *, now: datetime, actor:
     charge = _charge_for(booking, now)
     split = rules.settle(outcome, charge.price_minor, pct)
     consumes = outcome in rules.CONSUMING
-    try:
-        with transaction.atomic():
-            settlement = Settlement.objects.create(
-                booking=booking, session_id=booking.session_id, student_id=booking.student_id,
-                coach_id=charge.coach_id, outcome=outcome, currency=charge.currency,
-                price_minor=charge.price_minor, charge_minor=split.charge, fee_minor=split.fee,
-                payout_minor=split.payout, funded_by=charge.funded_by, actor=actor,
-                settled_at=now)
-    except IntegrityError:
-        if Settlement.objects.filter(booking=booking).exists():
-            metrics.SETTLEMENTS.labels(outcome=outcome.value, result="duplicate").inc()
-            return None  # settled by someone else first: never twice
-        raise
+    # Callers hold the session's row lock, so this check and the insert cannot interleave
+    # with another settlement of the booking; the unique booking column is the guarantee
+    # (a duplicate insert fails the whole transaction, which is then retried and finds
+    # the settlement here).
+    if Settlement.objects.filter(booking=booking).exists():
+        metrics.SETTLEMENTS.labels(outcome=outcome.value, result="duplicate").inc()
+        return None  # settled before: never twice
+    settlement = Settlement.objects.create(
+        booking=booking, session_id=booking.session_id, student_id=booking.student_id,
+        coach_id=charge.coach_id, outcome=outcome, currency=charge.currency,
+        price_minor=charge.price_minor, charge_minor=split.charge, fee_minor=split.fee,
+        payout_minor=split.payout, funded_by=charge.funded_by, actor=actor, settled_at=now)
     student = ledger.student_account(booking.student_id)
     coach = ledger.coach_account(charge.coach_id)
     memo = f"session {booking.session_id}: {outcome.value.replace('_', ' ')}"
@@ -326,13 +329,15 @@ def _settle_booking(booking: Booking, outcome: Outcome, *, now: datetime, actor:
             ledger.record(f"settle:{booking.pk}", "settle", charge.currency, [
                 (ledger.DEFERRED, -charge.price_minor), (coach, split.payout),
                 (ledger.FEES, split.fee), (student, split.uncharged)],
-                at=now, memo=memo, session_id=booking.session_id, booking_id=booking.pk)
+                at=now, memo=memo, session_id=booking.session_id, booking_id=booking.pk,
+                guarded=True)
             if split.uncharged:
                 request_refund(charge.funded_by, split.uncharged, now=now)
     else:
         ledger.record(f"settle:{booking.pk}", "settle", charge.currency, [
             (student, -split.charge), (coach, split.payout), (ledger.FEES, split.fee)],
-            at=now, memo=memo, session_id=booking.session_id, booking_id=booking.pk)
+            at=now, memo=memo, session_id=booking.session_id, booking_id=booking.pk,
+            guarded=True)
         _set_capture(booking, charge, split.charge, now)
     booking_settled.send(sender=None, settlement=settlement, consumes=consumes, now=now)
     _notify_settled(settlement, booking, now)
@@ -466,6 +471,10 @@ def mark_student_no_show(actor: User, session_id: int, *, student_id: int | None
             scheduling.mark_student_no_show(actor, session_id, now=now)
             return OutcomeResult(scheduling.lock_session(session_id),
                                  settle_session(session_id, now=now, actor=actor))
+        target.session = session
+        target.student = User.objects.get(pk=target.student_id)
+        scheduling.record_event(session, "student_marked_absent", actor, now, booking=target,
+                                details={"student_id": target.student_id})
         settled = _settle_booking(target, Outcome.NO_SHOW_STUDENT, now=now, actor=actor,
                                   pct=percentages())
         return OutcomeResult(session, [settled] if settled else [])
@@ -643,9 +652,7 @@ def _settle_gate(session_id: int, *, now: datetime, owner: str) -> None:
     if gate is not None and gate[0] is not None and gate[1] == 0:
         metrics.GATE_LATENESS.labels(kind="settle").observe(
             max(0.0, (clock.now() - gate[0]).total_seconds()))
-    settle_session(session_id, now=now)
-    SessionBilling.objects.filter(pk=session_id, lease_owner=owner).update(
-        lease_until=None, lease_owner="", attempts=0, last_error="")
+    settle_session(session_id, now=now, owner=owner)
 
 
 def _owner() -> str:
@@ -931,6 +938,46 @@ def _apply_payment_event(p: Payment, kind: str, obj: dict[str, Any], now: dateti
 
 
 # --- reading --------------------------------------------------------------------------------
+
+
+@dataclass
+class OutcomeButtons:
+    buttons: list[tuple[str, str]] = field(default_factory=list)  # (action, label)
+    no_show_from: datetime | None = None  # the wait still runs until then
+    settled: str = ""
+
+
+def outcome_buttons(actor: User, sessions: list[Session], now: datetime
+                    ) -> dict[int, OutcomeButtons]:
+    """What the sessions page offers each viewer: the coach's no-show button appears once
+    the wait has passed (with a countdown before), "End session" once it started; a
+    student may report the coach absent after the wait. Settled sessions show the charge."""
+    from coachgate.kit.money import format_amount
+
+    settled = {s.session_id: s for s in Settlement.objects.filter(
+        session__in=sessions).filter(student=actor)} if not actor.is_coach else {}
+    out: dict[int, OutcomeButtons] = {}
+    for session in sessions:
+        view = out[session.pk] = OutcomeButtons()
+        mine = settled.get(session.pk)
+        if mine is not None:
+            view.settled = (f"{_OUTCOME_TEXT[Outcome(mine.outcome)]}: charged "
+                            f"{format_amount(mine.charge_minor, mine.currency)}")
+        if session.status in TERMINAL or now < session.starts_at:
+            continue
+        allowed = rules.no_show_allowed_from(session.starts_at, thresholds_of(session))
+        if session.coach.user_id == actor.pk:
+            if now >= allowed:
+                view.buttons.append(("no-show", "Student absent"))
+            else:
+                view.no_show_from = allowed
+            view.buttons.append(("complete", "End session"))
+        elif now >= allowed:
+            view.buttons.append(("coach-no-show", "Coach absent"))
+    return out
+
+
+
 
 
 def settlements_of(actor: User, session_id: int) -> list[Settlement]:

@@ -290,6 +290,17 @@ def _audit(session: Session, kind: str, actor: User | None, now: datetime,
     emit_on_commit(kind, session.pk, booking.pk if booking else None)
 
 
+def record_event(session: Session, kind: str, actor: User | None, now: datetime, *,
+                 booking: Booking | None = None,
+                 details: dict[str, Any] | None = None) -> SessionEvent:
+    """A fact another domain adds to the session's audit trail when the session itself does
+    not change (a student of a group session marked absent). Emits no session event."""
+    snapshot = _snapshot(session)
+    return SessionEvent.objects.create(session=session, booking=booking, kind=kind,
+                                       actor=actor, at=now, before=snapshot,
+                                       after={**snapshot, **(details or {})})
+
+
 def _is_overlap(exc: IntegrityError) -> bool:
     return OVERLAP_CONSTRAINT in str(exc)
 

@@ -117,12 +117,41 @@ def my_sessions(request: HttpRequest) -> HttpResponse:
 
     rows = list(scheduling.visible_sessions(user).select_related("offer", "coach")
                 .order_by("-starts_at")[:200])
+    from coachgate.billing.services import outcome_buttons
+
     now = clock.now()
     joins = join_info(rows, now)
+    buttons = outcome_buttons(user, rows, now)
     for s in rows:
         s.join = joins[s.pk]  # type: ignore[attr-defined]
+        s.outcome = buttons[s.pk]  # type: ignore[attr-defined]
     return render(request, "web/sessions.html",
                   {"rows": rows, "tz": str(timezone.get_current_timezone()), "now": now})
+
+
+_OUTCOME_ACTIONS = {"no-show": "Marked the student absent.",
+                    "coach-no-show": "Reported the coach absent.",
+                    "complete": "Session ended."}
+
+
+@login_required
+@require_POST
+def outcome(request: HttpRequest, session_id: int, action: str) -> HttpResponse:
+    """The sessions page's outcome buttons (the same service functions as the API)."""
+    from coachgate.billing import services as billing
+
+    user: User = request.user  # type: ignore[assignment]
+    calls = {"no-show": billing.mark_student_no_show, "coach-no-show": billing.report_coach_no_show,
+             "complete": billing.complete}
+    if action not in calls:
+        messages.error(request, "Unknown action.")
+        return redirect("sessions")
+    try:
+        calls[action](user, session_id)
+        messages.success(request, _OUTCOME_ACTIONS[action])
+    except CoachgateError as exc:
+        messages.error(request, exc.message)
+    return redirect("sessions")
 
 
 @login_required
