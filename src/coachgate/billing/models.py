@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from coachgate.catalog.models import CoachProfile
+from coachgate.kit.due import TimerRow
 from coachgate.scheduling.models import Booking, Session
 
 from .rules import Outcome
@@ -53,7 +54,7 @@ class BookingCharge(models.Model):
                                               name="booking_charge_price_nonnegative")]
 
 
-class SessionBilling(models.Model):
+class SessionBilling(TimerRow):
     """A session's settlement gate: due at the scheduled end, or at once when an outcome or a
     cancellation is waiting to be settled."""
 
@@ -61,11 +62,6 @@ class SessionBilling(models.Model):
                                    related_name="billing")
     settle_at = models.DateTimeField()
     settled_at = models.DateTimeField(null=True, blank=True)
-    next_due_at = models.DateTimeField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    lease_owner = models.CharField(max_length=64, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -116,7 +112,7 @@ class PaymentStatus(models.TextChoices):
     CANCELLED = "cancelled", "cancelled"  # released or never taken (charge 0)
 
 
-class Payment(models.Model):
+class Payment(TimerRow):
     """Money at the gateway for one booking ("booking:<id>") or pack ("pack:<id>").
 
     ``capture_minor`` is set by settlement (the amount to take, 0 = release); the payment
@@ -137,15 +133,10 @@ class Payment(models.Model):
                               default=PaymentStatus.PENDING)
     ref = models.CharField(max_length=64, blank=True, help_text="The gateway's payment id.")
     authorize_at = models.DateTimeField()
-    next_due_at = models.DateTimeField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    lease_owner = models.CharField(max_length=64, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
     # Bumped by each decline: a new card is a new request (a new idempotency key), while a
     # retry after a timeout or an outage replays the same key and cannot take money twice.
     declines = models.PositiveIntegerField(default=0)
     decline_code = models.CharField(max_length=40, blank=True)
-    last_error = models.TextField(blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -429,6 +429,16 @@ def _is_coach(actor: User, session: Session) -> bool:
     return session.coach.user_id == actor.pk
 
 
+def _wait_passed(session: Session, now: datetime, who_may: str) -> datetime:
+    """When no-shows may be recorded (start + no-show wait); OutcomeTooEarly before."""
+    allowed_from = rules.no_show_allowed_from(session.starts_at, thresholds_of(session))
+    if now < allowed_from:
+        raise OutcomeTooEarly(
+            f"{who_may} from {allowed_from:%H:%M} UTC, once the no-show wait has passed.",
+            details={"allowed_from": allowed_from.isoformat()})
+    return allowed_from
+
+
 def _joined_by(session: Session, user_id: int, deadline: datetime) -> bool:
     return Attendance.objects.filter(session=session, user_id=user_id,
                                      joined_at__lte=deadline).exists()
@@ -443,11 +453,7 @@ def mark_student_no_show(actor: User, session_id: int, *, student_id: int | None
     session = scheduling.get_session(actor, session_id)  # 404 for strangers
     if not _is_coach(actor, session):
         raise Forbidden("Only the session's coach can mark a student as a no-show.")
-    allowed_from = rules.no_show_allowed_from(session.starts_at, thresholds_of(session))
-    if now < allowed_from:
-        raise OutcomeTooEarly(
-            f"A student can be marked absent from {allowed_from:%H:%M} UTC, once the "
-            "no-show wait has passed.", details={"allowed_from": allowed_from.isoformat()})
+    allowed_from = _wait_passed(session, now, "A student can be marked absent")
     with transaction.atomic():
         session = scheduling.lock_session(session_id)
         if session.status in TERMINAL:
@@ -487,11 +493,7 @@ def report_coach_no_show(actor: User, session_id: int, *,
     session = scheduling.get_session(actor, session_id)
     if not session.bookings.filter(student=actor, status=BookingStatus.ACTIVE).exists():
         raise Forbidden("Only a student of this session can report the coach absent.")
-    allowed_from = rules.no_show_allowed_from(session.starts_at, thresholds_of(session))
-    if now < allowed_from:
-        raise OutcomeTooEarly(
-            f"The coach can be reported absent from {allowed_from:%H:%M} UTC, once the "
-            "no-show wait has passed.", details={"allowed_from": allowed_from.isoformat()})
+    allowed_from = _wait_passed(session, now, "The coach can be reported absent")
     if _joined_by(session, session.coach.user_id, allowed_from):
         raise ParticipantAttended("The meeting shows the coach joined within the wait.")
     with transaction.atomic():

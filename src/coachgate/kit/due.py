@@ -11,8 +11,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Model, Q
+
+
+class TimerRow(models.Model):
+    """The fields a timer row needs (give the concrete model a partial index on
+    ``next_due_at``, condition ``next_due_at IS NOT NULL``)."""
+
+    next_due_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
 
 
 def _free(now: datetime) -> Q:

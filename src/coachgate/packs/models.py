@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from coachgate.catalog.models import CoachProfile, Offer
+from coachgate.kit.due import TimerRow
 from coachgate.scheduling.models import Booking
 
 from .rules import PackStatus, SeatStatus
@@ -20,7 +21,7 @@ from .rules import PackStatus, SeatStatus
 HOLDING_VALUES = [SeatStatus.ACTIVE.value, SeatStatus.GRACE.value]
 
 
-class Seat(models.Model):
+class Seat(TimerRow):
     """A student's place with a coach, held by their packs (capacity: seat_capacity)."""
 
     coach = models.ForeignKey(CoachProfile, on_delete=models.PROTECT, related_name="seats")
@@ -34,11 +35,6 @@ class Seat(models.Model):
     grace_ends_at = models.DateTimeField(null=True, blank=True)
     final_warning_sent = models.BooleanField(default=False)
     released_at = models.DateTimeField(null=True, blank=True)
-    next_due_at = models.DateTimeField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    lease_owner = models.CharField(max_length=64, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -62,7 +58,7 @@ class Seat(models.Model):
         return f"Seat {self.pk} coach {self.coach_id} student {self.student_id} ({self.status})"
 
 
-class Pack(models.Model):
+class Pack(TimerRow):
     """N sessions of one offer, paid up front (the offer's price is the whole pack's)."""
 
     student = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
@@ -87,11 +83,6 @@ class Pack(models.Model):
                                       related_name="renewed_by")
     one_left_reminded = models.BooleanField(default=False)
     complete_reminded = models.BooleanField(default=False)
-    next_due_at = models.DateTimeField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    lease_owner = models.CharField(max_length=64, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

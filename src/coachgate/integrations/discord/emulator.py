@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import hashlib
 import json
 import logging
@@ -69,19 +68,18 @@ import math
 import re
 import secrets
 import signal
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from coachgate.integrations.discord import permissions as P
+from coachgate.integrations.localserver import TrackedHandler, TrackingServer
 
 log = logging.getLogger(__name__)
 
@@ -1769,51 +1767,12 @@ class DiscordEmulator:
 # --- HTTP server --------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Keep-alive connections may idle in their threads: do not wait for them on close.
-    block_on_close = False
+class _Server(TrackingServer):
     emulator: DiscordEmulator
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, handler)
 
-    def track(self, conn: socket.socket, add: bool) -> None:
-        with self._connections_lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            conns = list(self._connections)
-            self._connections.clear()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: httpx reuses connections
-    timeout = 60  # close idle connections
+class _Handler(TrackedHandler):
     server_version = "discord-emulator"
-    sys_version = ""
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes; without this, Nagle + delayed ACK
-        # add ~40 ms to every answer.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        cast(_Server, self.server).track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            cast(_Server, self.server).track(self.connection, False)
 
     def _serve(self) -> None:
         server = cast(_Server, self.server)

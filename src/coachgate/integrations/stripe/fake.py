@@ -109,18 +109,18 @@ import logging
 import re
 import secrets
 import signal
-import socket
 import string
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+
+from coachgate.integrations.localserver import TrackedHandler, TrackingServer
 
 log = logging.getLogger(__name__)
 
@@ -1464,51 +1464,12 @@ class StripeFake:
 # --- HTTP server --------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Keep-alive connections may idle in their threads: do not wait for them on close.
-    block_on_close = False
+class _Server(TrackingServer):
     fake: StripeFake
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, handler)
 
-    def track(self, conn: socket.socket, add: bool) -> None:
-        with self._connections_lock:
-            if add:
-                self._connections.add(conn)
-            else:
-                self._connections.discard(conn)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            conns = list(self._connections)
-            self._connections.clear()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the SDK's requests session reuses them
-    timeout = 60  # close idle connections
+class _Handler(TrackedHandler):
     server_version = "stripe-fake"
-    sys_version = ""
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes; without this, Nagle + delayed ACK
-        # add ~40 ms to every answer.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        cast(_Server, self.server).track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            cast(_Server, self.server).track(self.connection, False)
 
     def _serve(self) -> None:
         fake = cast(_Server, self.server).fake
