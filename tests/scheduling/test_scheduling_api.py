@@ -214,3 +214,11 @@ def test_openapi_document_is_served():
     for path in ("/api/v1/bookings", "/api/v1/offers/{offer_id}/slots",
                  "/api/v1/sessions/{session_id}/cancel", "/api/v1/coach-applications"):
         assert path in doc["paths"]
+
+
+@pytest.mark.parametrize("start", ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59-14:00",
+                                   "0001-01-01T00:00:00+14:00", "1899-12-31T23:00:00Z"])
+def test_absurd_years_are_invalid_input_not_a_crash(offer, student, start):
+    r = Api(token_for(student)).post("/bookings", {"offer_id": offer.pk, "start": start})
+    assert r.status_code == 422 and r.json_body["code"] == "invalid_input", r.json_body
+    assert r.json_body["details"]["field"] == "start"
