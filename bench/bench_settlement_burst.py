@@ -15,6 +15,7 @@ payment captured beyond its amount, an unbalanced ledger, wrong totals.
 
     ./run bench bench_settlement_burst                  # 10,000 sessions, 2 workers
     ./run bench bench_settlement_burst --sessions 2000 --workers 1
+    ./run bench bench_settlement_burst --spread 0      # all 10,000 end at the same instant
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=240)
+    parser.add_argument("--spread", type=float, default=60,
+                        help="seconds over which the ends are spread (0: all at once)")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL"):
         print("needs PostgreSQL: ./run bench bench_settlement_burst", file=sys.stderr)
@@ -91,8 +94,10 @@ def main() -> int:
         # the minute that starts 20 s after setup.
         first_end = now + timedelta(seconds=20 + 0.003 * n)  # setup takes ~2 ms a session
         sessions = Session.objects.bulk_create(
-            Session(coach=p, offer=o, starts_at=first_end + timedelta(seconds=60 * i / n)
-                    - timedelta(hours=1), ends_at=first_end + timedelta(seconds=60 * i / n),
+            Session(coach=p, offer=o,
+                    starts_at=first_end + timedelta(seconds=args.spread * i / n)
+                    - timedelta(hours=1),
+                    ends_at=first_end + timedelta(seconds=args.spread * i / n),
                     status="scheduled", capacity=1, seats_taken=1)
             for i, (p, o) in enumerate(zip(profiles, offers, strict=True)))
         bookings = Booking.objects.bulk_create(
@@ -173,7 +178,8 @@ def main() -> int:
     coach_total = (LedgerLine.objects.filter(account__startswith="coach:")
                    .aggregate(t=Sum("amount_minor"))["t"] or 0)
     fees = ledger.balance(ledger.FEES, "USD")
-    print(f"RESULT sessions={n} workers={args.workers} database={connection.vendor}")
+    print(f"RESULT sessions={n} workers={args.workers} database={connection.vendor} "
+          f"ends spread over {args.spread:g}s")
     print(f"RESULT settled={settled} of {n}")
     print(f"RESULT settlements_per_second={settled / max(span, 1e-9):.0f} "
           f"(first end → last settlement: {span:.1f}s)")

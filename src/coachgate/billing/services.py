@@ -119,6 +119,10 @@ def check_booking(student: User, offer: Offer) -> None:
 
 
 def _charge_for(booking: Booking, now: datetime) -> BookingCharge:
+    try:
+        return booking.charge  # loaded with the booking (select_related), or fetched
+    except BookingCharge.DoesNotExist:
+        pass  # the booking's event was lost: its price is the offer's
     session = booking.session
     charge, _ = BookingCharge.objects.get_or_create(booking=booking, defaults={
         "session": session, "student_id": booking.student_id, "coach_id": session.coach_id,
@@ -271,7 +275,7 @@ def settle_session(session_id: int, *, now: datetime, actor: User | None = None,
             else:
                 session = scheduling.end_session_short(None, session.pk, now=now)
         pending = list(Booking.objects.filter(session=session, settlement__isnull=True)
-                       .select_related("student").order_by("pk"))
+                       .select_related("student", "charge").order_by("pk"))
         done = []
         left = 0
         pct = percentages()
@@ -360,7 +364,8 @@ def _set_capture(booking: Booking, charge: BookingCharge, amount: int, now: date
         return
     payment.capture_minor = amount
     payment.next_due_at = now
-    payment.save(update_fields=["capture_minor", "next_due_at", "updated_at"])
+    if payment.gateway != "offline":
+        payment.save(update_fields=["capture_minor", "next_due_at", "updated_at"])
     _after_payment_change(payment, now)
 
 
@@ -379,8 +384,8 @@ def _after_payment_change(payment: Payment, now: datetime) -> None:
     """The offline gateway answers at once and moves nothing: apply its step right here, in
     the same transaction (a settlement burst then needs no second run per session). Real
     gateways are called by the payment gate, outside any transaction."""
-    if payment.gateway == "offline":
-        _payment_step(payment, get_gateway("offline"), now)
+    if payment.gateway == "offline":  # the caller holds the payment's row lock
+        _payment_step(payment, get_gateway("offline"), now, locked=True)
         payment.save()
     else:
         _wake_on_commit(payment.next_due_at)
@@ -613,11 +618,19 @@ def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 
     owner = owner or _owner()
     report = DueReport()
     for _ in range(max_batches):
-        keys = due.claim_due(SessionBilling, now=now, owner=owner, lease=LEASE, limit=BATCH)
-        for i in range(0, len(keys), SETTLE_CHUNK):
-            report.errors += _run_gates(keys[i:i + SETTLE_CHUNK], now=now, owner=owner)
-        report.sessions += len(keys)
-        if len(keys) < BATCH:
+        claimed = due.claim_due_rows(SessionBilling, now=now, owner=owner, lease=LEASE,
+                                     limit=BATCH, fields=("next_due_at", "attempts"))
+        gates = [(pk, at if not attempts else None) for pk, at, attempts in claimed]
+        if len(gates) == BATCH:
+            # More is due than one batch: wake another worker to share the burst (one
+            # wake-up per half second at most: the others find it already waiting).
+            from .tasks import run_due as run_due_task
+
+            due.wake(run_due_task, clock.now())
+        for i in range(0, len(gates), SETTLE_CHUNK):
+            report.errors += _run_gates(gates[i:i + SETTLE_CHUNK], now=now, owner=owner)
+        report.sessions += len(gates)
+        if len(gates) < BATCH:
             break
     for _ in range(max_batches):
         keys = due.claim_due(Payment, now=now, owner=owner, lease=LEASE, limit=BATCH)
@@ -635,25 +648,27 @@ def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 
 SETTLE_CHUNK = 20
 
 
-def _run_gates(session_ids: list[int], *, now: datetime, owner: str) -> int:
-    if len(session_ids) > 1:
+def _run_gates(gates: list[tuple[int, datetime | None]], *, now: datetime, owner: str
+               ) -> int:
+    """Settle claimed gates ((session id, due time) pairs) in one transaction; on any
+    failure, one by one. Returns the number that failed."""
+    if len(gates) > 1:
         try:
             with transaction.atomic():
-                for session_id in session_ids:
-                    _settle_gate(session_id, now=now, owner=owner)
+                for session_id, due_at in gates:
+                    _settle_gate(session_id, now=now, owner=owner, due_at=due_at)
             return 0
         except Exception:  # run them one by one: the failing one is retried on its own
             log.warning("settling %d sessions together failed; one by one now",
-                        len(session_ids), exc_info=True)
-    return sum(not _run_gate(pk, now=now, owner=owner) for pk in session_ids)
+                        len(gates), exc_info=True)
+    return sum(not _run_gate(pk, now=now, owner=owner) for pk, _ in gates)
 
 
-def _settle_gate(session_id: int, *, now: datetime, owner: str) -> None:
-    gate = SessionBilling.objects.filter(pk=session_id).values_list(
-        "next_due_at", "attempts").first()
-    if gate is not None and gate[0] is not None and gate[1] == 0:
+def _settle_gate(session_id: int, *, now: datetime, owner: str,
+                 due_at: datetime | None = None) -> None:
+    if due_at is not None:  # claimed at its due time (not a retry): how late it runs
         metrics.GATE_LATENESS.labels(kind="settle").observe(
-            max(0.0, (clock.now() - gate[0]).total_seconds()))
+            max(0.0, (clock.now() - due_at).total_seconds()))
     settle_session(session_id, now=now, owner=owner)
 
 
@@ -690,7 +705,8 @@ def _request(payment: Payment, amount: int) -> PaymentRequest:
         description=f"coachgate {payment.key}", metadata={"coachgate_key": payment.key})
 
 
-def _payment_step(p: Payment, gw: PaymentGateway, now: datetime) -> None:
+def _payment_step(p: Payment, gw: PaymentGateway, now: datetime, *,
+                  locked: bool = False) -> None:
     """Move one payment as far as it can go now. Mutates ``p`` (the caller saves it);
     raises the gateway's errors."""
     if p.capture_minor is not None and p.status in (
@@ -719,7 +735,8 @@ def _payment_step(p: Payment, gw: PaymentGateway, now: datetime) -> None:
         if p.status == PaymentStatus.CAPTURED:
             ledger.record(f"capture:{p.key}", "capture", p.currency, [
                 (ledger.gateway_account(p.gateway), -p.captured_minor),
-                (_payer_account(p), p.captured_minor)], at=now, memo=f"{p.key} captured")
+                (_payer_account(p), p.captured_minor)], at=now, memo=f"{p.key} captured",
+                guarded=locked)
     elif (p.capture_minor is None and now >= p.authorize_at
           and p.status in (PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED)):
         res = gw.authorize(_request(p, p.amount_minor))

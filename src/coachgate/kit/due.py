@@ -36,15 +36,23 @@ def _free(now: datetime) -> Q:
 def claim_due(model: type[Model], *, now: datetime, owner: str, lease: timedelta,
               limit: int) -> list[Any]:
     """Claim up to ``limit`` due rows (oldest first) for ``owner``; returns their keys."""
+    return [row[0] for row in claim_due_rows(model, now=now, owner=owner, lease=lease,
+                                             limit=limit)]
+
+
+def claim_due_rows(model: type[Model], *, now: datetime, owner: str, lease: timedelta,
+                   limit: int, fields: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
+    """``claim_due``, returning (key, *fields) as they were when claimed."""
     manager = model._default_manager
     with transaction.atomic():
         qs = manager.filter(next_due_at__lte=now).filter(_free(now)).order_by("next_due_at")
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True)
-        keys = list(qs.values_list("pk", flat=True)[:limit])
-        if keys:
-            manager.filter(pk__in=keys).update(lease_until=now + lease, lease_owner=owner)
-    return keys
+        rows = list(qs.values_list("pk", *fields)[:limit])
+        if rows:
+            manager.filter(pk__in=[r[0] for r in rows]).update(lease_until=now + lease,
+                                                                lease_owner=owner)
+    return rows
 
 
 def claim_one(model: type[Model], pk: Any, *, now: datetime, owner: str,
