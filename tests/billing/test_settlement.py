@@ -369,3 +369,34 @@ def test_payouts_and_statements(offer, student, coach, admin, book) -> None:
                                      end=END + timedelta(days=2), currency="USD")
     assert (later.opening_minor, later.lines) == (500, [])
     assert_ledger_balanced()
+
+
+def test_a_burst_settles_together_and_one_bad_session_delays_nobody(
+        coach, book, monkeypatch) -> None:
+    offer = make_offer(coach, duration_minutes=30)
+    students = [make_student(f"s{i}@test.example") for i in range(4)]
+    sessions = [book(st, offer.pk, START + i * 30 * M) for i, st in enumerate(students)]
+    bad = sessions[1].pk
+    real = services.thresholds_of
+
+    def broken(session: Session) -> Any:
+        if session.pk == bad:
+            raise RuntimeError("injected: this session's policy cannot be read")
+        return real(session)
+
+    monkeypatch.setattr(services, "thresholds_of", broken)
+    after = START + 3 * timedelta(hours=1)
+    report = services.run_due(now=after)
+    assert (report.sessions, report.errors) == (4, 1)
+    settled = {s.session_id for s in Settlement.objects.all()}
+    assert settled == {s.pk for s in sessions} - {bad}
+    gate = SessionBilling.objects.get(session_id=bad)
+    assert gate.attempts == 1 and "injected" in gate.last_error and gate.next_due_at > after
+    assert gate.lease_owner == "" and gate.settled_at is None
+    events = list(Session.objects.get(pk=sessions[0].pk).events.values_list("kind", "actor"))
+    assert events[-1] == ("completed", None)
+    monkeypatch.setattr(services, "thresholds_of", real)
+    services.run_due(now=gate.next_due_at)
+    assert Settlement.objects.count() == 4
+    assert Payment.objects.filter(status=PaymentStatus.CAPTURED, captured_minor=5000).count() == 4
+    assert_ledger_balanced()

@@ -75,6 +75,42 @@ def record(key: str, kind: str, currency: str, lines: Iterable[tuple[str, int]],
     return entry
 
 
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    kind: str
+    currency: str
+    lines: tuple[tuple[str, int], ...]
+    memo: str = ""
+    session_id: int | None = None
+    booking_id: int | None = None
+
+
+def record_many(entries: list[Entry], *, at: datetime) -> int:
+    """Record many new entries in two statements (a settlement burst). For keys the caller
+    knows are new (it holds the locks that make them so): a duplicate key fails the
+    caller's transaction. Returns how many entries moved something."""
+    rows: list[tuple[JournalEntry, list[tuple[str, int]]]] = []
+    for e in entries:
+        merged: dict[str, int] = {}
+        for account, amount in e.lines:
+            merged[account] = merged.get(account, 0) + int(amount)
+        if sum(merged.values()) != 0:
+            raise Unbalanced(f"entry {e.key} does not balance: {merged}")
+        nonzero = [(a, v) for a, v in merged.items() if v != 0]
+        if nonzero:
+            rows.append((JournalEntry(key=e.key, kind=e.kind, currency=e.currency, at=at,
+                                      memo=e.memo[:200], session_id=e.session_id,
+                                      booking_id=e.booking_id), nonzero))
+    if not rows:
+        return 0
+    JournalEntry.objects.bulk_create([entry for entry, _ in rows])  # pks come back
+    LedgerLine.objects.bulk_create(
+        LedgerLine(entry=entry, account=a, amount_minor=v, currency=entry.currency, at=at)
+        for entry, lines in rows for a, v in lines)
+    return len(rows)
+
+
 def balance(account: str, currency: str, *, until: datetime | None = None,
             before: datetime | None = None) -> int:
     qs = LedgerLine.objects.filter(account=account, currency=currency)

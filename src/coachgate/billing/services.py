@@ -262,111 +262,184 @@ def settle_session(session_id: int, *, now: datetime, actor: User | None = None,
     the session has an outcome. At or after the scheduled end a session without an outcome
     gets one (COMPLETED, or EARLY_END_SHORT by the meeting's evidence). Idempotent; runs in
     the caller's transaction or its own."""
+    return settle_sessions([session_id], now=now, actor=actor, owner=owner)
+
+
+def settle_sessions(session_ids: list[int], *, now: datetime, actor: User | None = None,
+                    owner: str = "") -> list[Settlement]:
+    """``settle_session`` for many sessions in one transaction and a handful of statements
+    (a burst of sessions ending together). One code path for one session or many.
+
+    ``owner``: the gate run that claimed these sessions' gates; their claim ends with the
+    same update that records the settlement."""
     with transaction.atomic():
-        session = (Session.objects.select_for_update().select_related("offer", "coach")
-                   .filter(pk=session_id).first())
-        if session is None:
+        sessions = list(Session.objects.select_for_update().select_related("offer", "coach")
+                        .filter(pk__in=session_ids).order_by("pk"))  # one lock order
+        if not sessions:
             return []
-        if session.status not in TERMINAL and now >= session.ends_at:
-            outcome = rules.end_outcome(starts_at=session.starts_at, ends_at=session.ends_at,
-                                        t=thresholds_of(session), evidence=evidence_of(session))
-            if outcome == Outcome.COMPLETED:
-                session = scheduling.complete_session(None, session.pk, now=now)
+        _end_sessions_due(sessions, now)
+        by_pk = {s.pk: s for s in sessions}
+        plan: list[tuple[Booking, Outcome]] = []
+        waiting: set[int] = set()
+        for booking in (Booking.objects.filter(session__in=sessions, settlement__isnull=True)
+                        .select_related("student", "charge").order_by("pk")):
+            booking.session = by_pk[booking.session_id]
+            outcome = _booking_outcome(booking, booking.session)
+            if outcome is None:
+                waiting.add(booking.session_id)
             else:
-                session = scheduling.end_session_short(None, session.pk, now=now)
-        pending = list(Booking.objects.filter(session=session, settlement__isnull=True)
-                       .select_related("student", "charge").order_by("pk"))
-        done = []
-        left = 0
-        pct = percentages()
-        for booking in pending:
-            booking.session = session  # one session row for all its bookings
-            outcome_or_none = _booking_outcome(booking, session)
-            if outcome_or_none is None:
-                left += 1
-                continue
-            s = _settle_booking(booking, outcome_or_none, now=now, actor=actor, pct=pct)
-            if s is not None:
-                done.append(s)
-        finished = session.status in TERMINAL and left == 0
-        release: dict[str, Any] = {}
-        if owner:  # the gate's own run: end its claim in the same statement
-            release = {"lease_until": None, "lease_owner": "", "attempts": 0, "last_error": ""}
-        updated = SessionBilling.objects.filter(session=session).update(
-            settle_at=session.ends_at, settled_at=now if finished else None,
-            next_due_at=None if finished else session.ends_at, updated_at=clock.now(),
-            **release)
-        if not updated:
-            SessionBilling.objects.create(
-                session=session, settle_at=session.ends_at,
-                settled_at=now if finished else None,
-                next_due_at=None if finished else session.ends_at)
-        if not finished:
-            _wake_on_commit(session.ends_at)
+                plan.append((booking, outcome))
+        done = _settle_bookings(plan, now=now, actor=actor)
+        _close_gates(sessions, waiting, now=now, owner=owner)
         return done
 
 
-def _settle_booking(booking: Booking, outcome: Outcome, *, now: datetime, actor: User | None,
-                    pct: rules.Percentages) -> Settlement | None:
-    charge = _charge_for(booking, now)
-    split = rules.settle(outcome, charge.price_minor, pct)
-    consumes = outcome in rules.CONSUMING
-    # Callers hold the session's row lock, so this check and the insert cannot interleave
-    # with another settlement of the booking; the unique booking column is the guarantee
-    # (a duplicate insert fails the whole transaction, which is then retried and finds
-    # the settlement here).
-    if Settlement.objects.filter(booking=booking).exists():
-        metrics.SETTLEMENTS.labels(outcome=outcome.value, result="duplicate").inc()
-        return None  # settled before: never twice
-    settlement = Settlement.objects.create(
-        booking=booking, session_id=booking.session_id, student_id=booking.student_id,
-        coach_id=charge.coach_id, outcome=outcome, currency=charge.currency,
-        price_minor=charge.price_minor, charge_minor=split.charge, fee_minor=split.fee,
-        payout_minor=split.payout, funded_by=charge.funded_by, actor=actor, settled_at=now)
-    student = ledger.student_account(booking.student_id)
-    coach = ledger.coach_account(charge.coach_id)
-    memo = f"session {booking.session_id}: {outcome.value.replace('_', ' ')}"
-    if charge.funded_by:
-        # Prepaid: a used session's value leaves the deferred account; what the outcome does
-        # not charge goes back to the student. An unused one stays in the pack.
-        if consumes:
-            ledger.record(f"settle:{booking.pk}", "settle", charge.currency, [
-                (ledger.DEFERRED, -charge.price_minor), (coach, split.payout),
-                (ledger.FEES, split.fee), (student, split.uncharged)],
-                at=now, memo=memo, session_id=booking.session_id, booking_id=booking.pk,
-                guarded=True)
-            if split.uncharged:
-                request_refund(charge.funded_by, split.uncharged, now=now)
-    else:
-        ledger.record(f"settle:{booking.pk}", "settle", charge.currency, [
-            (student, -split.charge), (coach, split.payout), (ledger.FEES, split.fee)],
-            at=now, memo=memo, session_id=booking.session_id, booking_id=booking.pk,
-            guarded=True)
-        _set_capture(booking, charge, split.charge, now)
-    booking_settled.send(sender=None, settlement=settlement, consumes=consumes, now=now)
-    _notify_settled(settlement, booking, now)
-    metrics.SETTLEMENTS.labels(outcome=outcome.value, result="settled").inc()
-    return settlement
-
-
-def _set_capture(booking: Booking, charge: BookingCharge, amount: int, now: datetime) -> None:
-    """Tell the booking's payment what to take (0 = release the hold)."""
-    key = f"booking:{booking.pk}"
-    payment = Payment.objects.select_for_update().filter(key=key).first()
-    if payment is None:
-        if amount == 0:
-            return
-        payment = Payment.objects.create(
-            key=key, student_id=booking.student_id, gateway=gateway_name(),
-            currency=charge.currency, amount_minor=charge.price_minor, authorize_at=now,
-            created_at=now)
-    if payment.capture_minor is not None:
+def _end_sessions_due(sessions: list[Session], now: datetime) -> None:
+    """Sessions at or past their scheduled end with no outcome get one, from the evidence."""
+    ending = [s for s in sessions if s.status not in TERMINAL and now >= s.ends_at]
+    if not ending:
         return
-    payment.capture_minor = amount
-    payment.next_due_at = now
-    if payment.gateway != "offline":
-        payment.save(update_fields=["capture_minor", "next_due_at", "updated_at"])
-    _after_payment_change(payment, now)
+    found = {e.session_id: e for e in MeetingEvidence.objects.filter(session__in=ending)}
+    outcomes: dict[int, SessionStatus] = {}
+    for s in ending:
+        ev = found.get(s.pk)
+        evidence = rules.Evidence(ev.started_at, ev.ended_at) if ev else rules.Evidence()
+        outcome = rules.end_outcome(starts_at=s.starts_at, ends_at=s.ends_at,
+                                    t=thresholds_of(s), evidence=evidence)
+        outcomes[s.pk] = (SessionStatus.COMPLETED if outcome == Outcome.COMPLETED
+                          else SessionStatus.EARLY_END_SHORT)
+    scheduling.end_sessions(ending, outcomes, now=now)
+
+
+def _close_gates(sessions: list[Session], waiting: set[int], *, now: datetime,
+                 owner: str) -> None:
+    release: dict[str, Any] = {}
+    if owner:  # the gate's own run: end its claim in the same statement
+        release = {"lease_until": None, "lease_owner": "", "attempts": 0, "last_error": ""}
+    finished = [s for s in sessions if s.status in TERMINAL and s.pk not in waiting]
+    if finished:
+        n = SessionBilling.objects.filter(session__in=finished).update(
+            settled_at=now, next_due_at=None, updated_at=clock.now(), **release)
+        if n < len(finished):  # gates that a lost event never created
+            for s in finished:
+                SessionBilling.objects.get_or_create(session=s, defaults={
+                    "settle_at": s.ends_at, "settled_at": now, "next_due_at": None})
+    for s in sessions:
+        if s in finished:
+            continue
+        updated = SessionBilling.objects.filter(session=s).update(
+            settle_at=s.ends_at, settled_at=None, next_due_at=s.ends_at,
+            updated_at=clock.now(), **release)
+        if not updated:
+            SessionBilling.objects.create(session=s, settle_at=s.ends_at,
+                                          next_due_at=s.ends_at)
+        _wake_on_commit(s.ends_at)
+
+
+def _settle_booking(booking: Booking, outcome: Outcome, *, now: datetime, actor: User | None,
+                    pct: rules.Percentages | None = None) -> Settlement | None:
+    done = _settle_bookings([(booking, outcome)], now=now, actor=actor, pct=pct)
+    return done[0] if done else None
+
+
+def _settle_bookings(plan: list[tuple[Booking, Outcome]], *, now: datetime,
+                     actor: User | None, pct: rules.Percentages | None = None
+                     ) -> list[Settlement]:
+    """Settle each (booking, outcome) once. Callers hold the bookings' session row locks,
+    so the check for earlier settlements and the inserts cannot interleave with another
+    settlement of the same booking; the unique booking column is the guarantee (a
+    duplicate fails the whole transaction, whose retry then finds it settled)."""
+    if not plan:
+        return []
+    pct = pct or percentages()
+    settled_before = set(Settlement.objects.filter(
+        booking__in=[b for b, _ in plan]).values_list("booking_id", flat=True))
+    made: list[tuple[Settlement, Booking, bool]] = []
+    entries: list[ledger.Entry] = []
+    captures: list[tuple[Booking, BookingCharge, int]] = []
+    refunds: list[tuple[str, int]] = []
+    for booking, outcome in plan:
+        if booking.pk in settled_before:
+            metrics.SETTLEMENTS.labels(outcome=outcome.value, result="duplicate").inc()
+            continue  # settled before: never twice
+        charge = _charge_for(booking, now)
+        split = rules.settle(outcome, charge.price_minor, pct)
+        consumes = outcome in rules.CONSUMING
+        made.append((Settlement(
+            booking=booking, session_id=booking.session_id, student_id=booking.student_id,
+            coach_id=charge.coach_id, outcome=outcome, currency=charge.currency,
+            price_minor=charge.price_minor, charge_minor=split.charge, fee_minor=split.fee,
+            payout_minor=split.payout, funded_by=charge.funded_by, actor=actor,
+            settled_at=now), booking, consumes))
+        student = ledger.student_account(booking.student_id)
+        coach = ledger.coach_account(charge.coach_id)
+        memo = f"session {booking.session_id}: {outcome.value.replace('_', ' ')}"
+        if charge.funded_by:
+            # Prepaid: a used session's value leaves the deferred account; what the outcome
+            # does not charge goes back to the student. An unused one stays in the pack.
+            if consumes:
+                entries.append(ledger.Entry(
+                    f"settle:{booking.pk}", "settle", charge.currency,
+                    ((ledger.DEFERRED, -charge.price_minor), (coach, split.payout),
+                     (ledger.FEES, split.fee), (student, split.uncharged)),
+                    memo, booking.session_id, booking.pk))
+                if split.uncharged:
+                    refunds.append((charge.funded_by, split.uncharged))
+        else:
+            entries.append(ledger.Entry(
+                f"settle:{booking.pk}", "settle", charge.currency,
+                ((student, -split.charge), (coach, split.payout), (ledger.FEES, split.fee)),
+                memo, booking.session_id, booking.pk))
+            captures.append((booking, charge, split.charge))
+    if not made:
+        return []
+    Settlement.objects.bulk_create([s for s, _, _ in made])
+    ledger.record_many(entries, at=now)
+    _set_captures(captures, now)
+    for key, amount in refunds:
+        request_refund(key, amount, now=now)
+    for settlement, booking, consumes in made:
+        booking_settled.send(sender=None, settlement=settlement, consumes=consumes, now=now)
+        _notify_settled(settlement, booking, now)
+        metrics.SETTLEMENTS.labels(outcome=settlement.outcome, result="settled").inc()
+    return [s for s, _, _ in made]
+
+
+def _set_captures(captures: list[tuple[Booking, BookingCharge, int]], now: datetime) -> None:
+    """Tell each booking's payment what to take (0 = release the hold)."""
+    if not captures:
+        return
+    found = {p.key: p for p in Payment.objects.select_for_update().filter(
+        key__in=[f"booking:{b.pk}" for b, _, _ in captures])}
+    changed: list[Payment] = []
+    entries: list[ledger.Entry] = []
+    for booking, charge, amount in captures:
+        key = f"booking:{booking.pk}"
+        payment = found.get(key)
+        if payment is None:
+            if amount == 0:
+                continue
+            payment = Payment.objects.create(
+                key=key, student_id=booking.student_id, gateway=gateway_name(),
+                currency=charge.currency, amount_minor=charge.price_minor, authorize_at=now,
+                created_at=now)
+        if payment.capture_minor is not None:
+            continue
+        payment.capture_minor, payment.next_due_at = amount, now
+        if payment.gateway == "offline":
+            # The offline gateway answers at once and moves nothing: its step is applied
+            # here, in the same transaction, under the payment's row lock.
+            _payment_step(payment, get_gateway("offline"), now, collect=entries)
+        else:
+            _wake_on_commit(now)  # the payment gate calls the gateway, outside this txn
+        payment.updated_at = clock.now()  # bulk_update does not touch auto_now fields
+        changed.append(payment)
+    Payment.objects.bulk_update(changed, _PAYMENT_STEP_FIELDS)
+    ledger.record_many(entries, at=now)
+
+
+_PAYMENT_STEP_FIELDS = ["capture_minor", "status", "captured_minor", "refunded_minor", "ref",
+                        "decline_code", "last_error", "attempts", "next_due_at", "updated_at"]
 
 
 def request_refund(payment_key: str, amount_minor: int, *, now: datetime) -> None:
@@ -384,8 +457,8 @@ def _after_payment_change(payment: Payment, now: datetime) -> None:
     """The offline gateway answers at once and moves nothing: apply its step right here, in
     the same transaction (a settlement burst then needs no second run per session). Real
     gateways are called by the payment gate, outside any transaction."""
-    if payment.gateway == "offline":  # the caller holds the payment's row lock
-        _payment_step(payment, get_gateway("offline"), now, locked=True)
+    if payment.gateway == "offline":
+        _payment_step(payment, get_gateway("offline"), now)
         payment.save()
     else:
         _wake_on_commit(payment.next_due_at)
@@ -706,7 +779,7 @@ def _request(payment: Payment, amount: int) -> PaymentRequest:
 
 
 def _payment_step(p: Payment, gw: PaymentGateway, now: datetime, *,
-                  locked: bool = False) -> None:
+                  collect: list[ledger.Entry] | None = None) -> None:
     """Move one payment as far as it can go now. Mutates ``p`` (the caller saves it);
     raises the gateway's errors."""
     if p.capture_minor is not None and p.status in (
@@ -733,10 +806,14 @@ def _payment_step(p: Payment, gw: PaymentGateway, now: datetime, *,
         else:
             p.status = PaymentStatus.CANCELLED  # nothing was held, nothing to take
         if p.status == PaymentStatus.CAPTURED:
-            ledger.record(f"capture:{p.key}", "capture", p.currency, [
+            entry = ledger.Entry(f"capture:{p.key}", "capture", p.currency, (
                 (ledger.gateway_account(p.gateway), -p.captured_minor),
-                (_payer_account(p), p.captured_minor)], at=now, memo=f"{p.key} captured",
-                guarded=locked)
+                (_payer_account(p), p.captured_minor)), f"{p.key} captured")
+            if collect is not None:  # the caller records it (with others, under its lock)
+                collect.append(entry)
+            else:
+                ledger.record(entry.key, entry.kind, entry.currency, entry.lines, at=now,
+                              memo=entry.memo)
     elif (p.capture_minor is None and now >= p.authorize_at
           and p.status in (PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED)):
         res = gw.authorize(_request(p, p.amount_minor))

@@ -637,6 +637,38 @@ def _transition(session_id: int, target: SessionStatus, actor: User | None, now:
         return session
 
 
+_END_KINDS = {SessionStatus.COMPLETED: "completed",
+              SessionStatus.EARLY_END_SHORT: "early_end_short"}
+
+
+def end_sessions(sessions: list[Session], outcomes: dict[int, SessionStatus], *,
+                 now: datetime) -> None:
+    """The system ends sessions that reached their scheduled end, many at once: the bulk
+    form of complete_session / end_session_short (actor None) for the settlement gate. The
+    caller holds the sessions' row locks. Each session gets its audit event and its
+    session event on commit, as one by one."""
+    events: list[SessionEvent] = []
+    for status, kind in _END_KINDS.items():
+        group = [s for s in sessions if outcomes.get(s.pk) == status]
+        if not group:
+            continue
+        for session in group:
+            if not can_transition(session.status, status):
+                raise InvalidTransition(
+                    f"A {session.status.replace('_', ' ')} session cannot become "
+                    f"{status.value.replace('_', ' ')}.",
+                    details={"from": session.status, "to": status.value})
+        Session.objects.filter(pk__in=[s.pk for s in group]).update(status=status,
+                                                                    updated_at=clock.now())
+        for session in group:
+            before = _snapshot(session)
+            session.status = status
+            events.append(SessionEvent(session=session, kind=kind, actor=None, at=now,
+                                       before=before, after=_snapshot(session)))
+            emit_on_commit(kind, session.pk)
+    SessionEvent.objects.bulk_create(events)
+
+
 def _require_coach_or_admin(actor: User, session_id: int) -> Session:
     session = get_session(actor, session_id)
     if not (actor.is_admin or _is_coach_of(actor, session)):
