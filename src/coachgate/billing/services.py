@@ -727,22 +727,22 @@ def _run_gates(gates: list[tuple[int, datetime | None]], *, now: datetime, owner
     failure, one by one. Returns the number that failed."""
     if len(gates) > 1:
         try:
-            with transaction.atomic():
-                for session_id, due_at in gates:
-                    _settle_gate(session_id, now=now, owner=owner, due_at=due_at)
+            _observe_lateness(gates)
+            settle_sessions([pk for pk, _ in gates], now=now, owner=owner)
             return 0
         except Exception:  # run them one by one: the failing one is retried on its own
             log.warning("settling %d sessions together failed; one by one now",
                         len(gates), exc_info=True)
-    return sum(not _run_gate(pk, now=now, owner=owner) for pk, _ in gates)
+        gates = [(pk, None) for pk, _ in gates]  # their lateness is counted already
+    return sum(not _run_gate(pk, now=now, owner=owner, due_at=due_at) for pk, due_at in gates)
 
 
-def _settle_gate(session_id: int, *, now: datetime, owner: str,
-                 due_at: datetime | None = None) -> None:
-    if due_at is not None:  # claimed at its due time (not a retry): how late it runs
-        metrics.GATE_LATENESS.labels(kind="settle").observe(
-            max(0.0, (clock.now() - due_at).total_seconds()))
-    settle_session(session_id, now=now, owner=owner)
+def _observe_lateness(gates: list[tuple[int, datetime | None]]) -> None:
+    started = clock.now()
+    for _, due_at in gates:
+        if due_at is not None:  # claimed at its due time (not a retry): how late it runs
+            metrics.GATE_LATENESS.labels(kind="settle").observe(
+                max(0.0, (started - due_at).total_seconds()))
 
 
 def _owner() -> str:
@@ -751,10 +751,11 @@ def _owner() -> str:
     return worker_identity()
 
 
-def _run_gate(session_id: int, *, now: datetime, owner: str) -> bool:
+def _run_gate(session_id: int, *, now: datetime, owner: str,
+              due_at: datetime | None = None) -> bool:
     try:
-        with transaction.atomic():
-            _settle_gate(session_id, now=now, owner=owner)
+        _observe_lateness([(session_id, due_at)])
+        settle_session(session_id, now=now, owner=owner)
         return True
     except Exception as exc:  # a bug or the database: retry with backoff, never lose the gate
         log.exception("settlement of session %s failed", session_id)
