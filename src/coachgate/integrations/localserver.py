@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import cast
+from typing import Self, cast
 
 
 class TrackingServer(ThreadingHTTPServer):
@@ -53,3 +53,52 @@ class TrackedHandler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             cast(TrackingServer, self.server).track(self.connection, False)
+
+
+class LoopbackService:
+    """Start, stop and address of a local emulator served on 127.0.0.1 in a thread.
+    Subclasses set ``_port`` (0 = any free port) and ``_stopping`` in ``__init__`` and
+    build their server in ``_new_server``."""
+
+    thread_name = "local-service"
+    _port: int
+    _stopping: threading.Event
+    _server: TrackingServer | None = None
+    _thread: threading.Thread | None = None
+
+    def _new_server(self) -> TrackingServer:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        self._server = server = self._new_server()
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={
+            "poll_interval": 0.1}, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes answers held by injected delays
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError(f"the {self.thread_name} is not started")
+        return int(self._server.server_address[1])

@@ -79,7 +79,7 @@ from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from coachgate.integrations.discord import permissions as P
-from coachgate.integrations.localserver import TrackedHandler, TrackingServer
+from coachgate.integrations.localserver import LoopbackService, TrackedHandler, TrackingServer
 
 log = logging.getLogger(__name__)
 
@@ -344,12 +344,14 @@ def _snowflake_like(value: Any) -> bool:
     return isinstance(value, str | int) and not isinstance(value, bool) and str(value).isdigit()
 
 
-class DiscordEmulator:
+class DiscordEmulator(LoopbackService):
     """A local Discord for tests, demos and benchmarks; see the module docstring.
 
     All state sits behind one lock; the Python API below may be called from any thread
     while the server answers requests.
     """
+
+    thread_name = "discord-emulator"
 
     def __init__(self, *, port: int = 0, bot_username: str = "coachgate-bot") -> None:
         self._port = port
@@ -397,47 +399,14 @@ class DiscordEmulator:
             base64.urlsafe_b64encode(self._bot.id.encode()).decode().rstrip("=")
             + "." + secrets.token_urlsafe(6) + "." + secrets.token_urlsafe(27))
         # the server
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
     # --- Lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> DiscordEmulator:
-        if self._server is not None:
-            return self
-        self._stopping.clear()
+    def _new_server(self) -> _Server:
         server = _Server(("127.0.0.1", self._port), _Handler)
         server.emulator = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={
-            "poll_interval": 0.1}, name="discord-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()  # wakes answers held by timeout_next
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> DiscordEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the emulator is not started")
-        return int(self._server.server_address[1])
+        return server
 
     @property
     def url(self) -> str:

@@ -120,7 +120,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from coachgate.integrations.localserver import TrackedHandler, TrackingServer
+from coachgate.integrations.localserver import LoopbackService, TrackedHandler, TrackingServer
 
 log = logging.getLogger(__name__)
 
@@ -372,8 +372,10 @@ def _mask(key: str) -> str:
 # --- The fake -----------------------------------------------------------------------------
 
 
-class StripeFake:
+class StripeFake(LoopbackService):
     """A stateful Stripe on 127.0.0.1 (see the module docstring)."""
+
+    thread_name = "stripe-fake"
 
     def __init__(self, *, port: int = 0, secret_key: str | None = None,
                  publishable_key: str | None = None, webhook_secret: str | None = None,
@@ -388,8 +390,6 @@ class StripeFake:
         self._initial_auto_deliver = auto_deliver
         self._api_keys = {self.secret_key}
         self._lock = threading.RLock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._init_state()
 
@@ -413,41 +413,10 @@ class StripeFake:
 
     # --- Lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> StripeFake:
-        if self._server is not None:
-            return self
-        self._stopping.clear()
+    def _new_server(self) -> _Server:
         server = _Server(("127.0.0.1", self._port), _Handler)
         server.fake = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={
-            "poll_interval": 0.1}, name="stripe-fake", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()  # wakes answers held by timeout_next / slow_next
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> StripeFake:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the Stripe fake is not started")
-        return int(self._server.server_address[1])
+        return server
 
     @property
     def base_url(self) -> str:
