@@ -107,9 +107,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     import json
 
     from coachgate.access.services import sweep
+    from coachgate.billing.services import sweep as billing_sweep
+    from coachgate.packs.services import sweep as packs_sweep
 
-    report = sweep(limit=args.limit)
-    print(json.dumps(report.as_dict(), indent=2))
+    report = {"access": sweep(limit=args.limit).as_dict(),
+              "billing": billing_sweep().as_dict(), "packs": packs_sweep().as_dict()}
+    print(json.dumps(report, indent=2))
     return 0
 
 

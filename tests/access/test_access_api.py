@@ -88,6 +88,14 @@ def test_sweep_with_the_right_secret_does_real_work(setup: dict[str, Any], disco
         again = Api("s3cret").post("/system/sweep").json_body
     assert (again["rows_created"], again["converged"], again["outcomes"]) == (0, 0, {})
 
+    # The same call runs the settlement gate at the session's end.
+    from coachgate.billing.models import Settlement
+
+    with time_machine.travel(session.ends_at + S, tick=False):
+        body = Api("s3cret").post("/system/sweep").json_body
+    assert body["billing"]["sessions"] == 1 and "packs" in body
+    assert Settlement.objects.get(session=session).outcome == "completed"
+
 
 @pytest.mark.parametrize("bearer", ["wrong", "s3cre", "s3cret ", "S3CRET", "s3cret-and-more"])
 def test_sweep_with_a_wrong_secret_is_401(db: None, settings: Any, bearer: str) -> None:

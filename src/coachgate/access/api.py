@@ -44,12 +44,23 @@ class SweepOut(Schema):
     orphans_deleted: int
     members_readded: int
     drift_error: str
+    billing: dict[str, int] = {}
+    packs: dict[str, int] = {}
 
 
 @router.post("/system/sweep", response=SweepOut, auth=CronSecret(),
              summary="Run the sweep now (for an external cron)")
 def run_sweep(request: HttpRequest) -> dict[str, Any]:
-    return services.sweep(now=clock.now(), limit=2000).as_dict()
+    from coachgate.billing.services import sweep as billing_sweep
+    from coachgate.packs.services import sweep as packs_sweep
+
+    now = clock.now()
+    report = services.sweep(now=now, limit=2000).as_dict()
+    # Settlement, payments, packs and seats are gates too: a cron-driven deployment runs
+    # them with the same call.
+    report["billing"] = billing_sweep(now=now).as_dict()
+    report["packs"] = packs_sweep(now=now).as_dict()
+    return report
 
 
 class GateOut(Schema):
