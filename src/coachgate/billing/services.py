@@ -251,11 +251,6 @@ def _booking_outcome(booking: Booking, session: Session) -> Outcome | None:
     return _SESSION_OUTCOMES.get(SessionStatus(session.status))
 
 
-def evidence_of(session: Session) -> rules.Evidence:
-    ev = MeetingEvidence.objects.filter(session=session).first()
-    return rules.Evidence(ev.started_at, ev.ended_at) if ev else rules.Evidence()
-
-
 def settle_session(session_id: int, *, now: datetime, actor: User | None = None,
                    owner: str = "") -> list[Settlement]:
     """Settle whatever of the session is ready: cancelled bookings, and every booking once
