@@ -65,8 +65,8 @@ def _make_worker(*, sweep_interval: float | None, poll_interval: float | None = 
                  sweep: bool = True, tasks: bool = True) -> GateWorker:
     from django.conf import settings
 
-    from coachgate.access.services import worker_identity
     from coachgate.access.worker import GateWorker
+    from coachgate.kit.due import worker_identity
 
     cfg: dict[str, Any] = settings.COACHGATE
     return GateWorker(

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import math
 import os
-import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from coachgate.integrations.discord.client import (
     LimitReached,
     RetryLater,
 )
-from coachgate.kit import clock, metrics
+from coachgate.kit import clock, due, metrics
 from coachgate.kit.errors import CoachgateError
 from coachgate.scheduling.lifecycle import LIVE
 from coachgate.scheduling.models import Booking, BookingStatus, Session
@@ -220,15 +219,11 @@ class _Run:
     problems: list[str] = field(default_factory=list)
 
 
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:64]
-
-
 def converge(session_id: int, *, now: datetime | None = None, owner: str = "") -> RunResult:
     """Converge one session's access to what the clock says. Safe to call at any time,
     any number of times, from any number of workers."""
     now = now or clock.now()
-    owner = owner or worker_identity()
+    owner = owner or due.worker_identity()
     if not 0 < session_id < 2**63:
         return RunResult(session_id, "gone")
     claimed = (SessionAccess.objects.filter(pk=session_id)

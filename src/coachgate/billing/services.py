@@ -683,7 +683,7 @@ def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 
     """Run every settlement gate and payment step that is due, in batches, until none is
     left. Several workers share the work: each claims rows with a lease."""
     now = now or clock.now()
-    owner = owner or _owner()
+    owner = owner or due.worker_identity()
     report = DueReport()
     for _ in range(max_batches):
         claimed = due.claim_due_rows(SessionBilling, now=now, owner=owner, lease=LEASE,
@@ -700,13 +700,10 @@ def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 
         report.sessions += len(gates)
         if len(gates) < BATCH:
             break
-    for _ in range(max_batches):
-        keys = due.claim_due(Payment, now=now, owner=owner, lease=LEASE, limit=BATCH)
-        for pk in keys:
-            report.errors += not run_payment(pk, now=now, owner=owner, claimed=True)
-            report.payments += 1
-        if len(keys) < BATCH:
-            break
+    report.payments, failed = due.drain(
+        Payment, lambda pk: run_payment(pk, now=now, owner=owner, claimed=True), now=now,
+        owner=owner, lease=LEASE, batch=BATCH, max_batches=max_batches)
+    report.errors += failed
     return report
 
 
@@ -740,12 +737,6 @@ def _observe_lateness(gates: list[tuple[int, datetime | None]]) -> None:
                 max(0.0, (started - due_at).total_seconds()))
 
 
-def _owner() -> str:
-    from coachgate.access.services import worker_identity
-
-    return worker_identity()
-
-
 def _run_gate(session_id: int, *, now: datetime, owner: str,
               due_at: datetime | None = None) -> bool:
     try:
@@ -754,13 +745,9 @@ def _run_gate(session_id: int, *, now: datetime, owner: str,
         return True
     except Exception as exc:  # a bug or the database: retry with backoff, never lose the gate
         log.exception("settlement of session %s failed", session_id)
-        attempts = (SessionBilling.objects.filter(pk=session_id)
-                    .values_list("attempts", flat=True).first() or 0)
-        retry = now + min(timedelta(minutes=10), timedelta(seconds=2 ** min(attempts, 9)))
         with transaction.atomic():
-            due.release(SessionBilling, session_id, owner=owner, attempts=attempts + 1,
-                        last_error=f"{type(exc).__name__}: {exc}"[:2000], next_due_at=retry)
-            _wake_on_commit(retry)
+            _wake_on_commit(due.retry_later(SessionBilling, session_id, owner=owner, now=now,
+                                            exc=exc))
         return False
 
 

@@ -8,6 +8,10 @@ PostgreSQL two workers skip each other's rows (SKIP LOCKED) instead of queueing.
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,6 +64,42 @@ def claim_one(model: type[Model], pk: Any, *, now: datetime, owner: str,
     """Claim one row whatever its due time (a direct call), unless another run holds it."""
     return bool(model._default_manager.filter(pk=pk).filter(_free(now))
                 .update(lease_until=now + lease, lease_owner=owner))
+
+
+def worker_identity() -> str:
+    """Who holds a lease: host, process and thread."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:64]
+
+
+MAX_BACKOFF = timedelta(minutes=10)
+
+
+def drain(model: type[Model], run_one: Callable[[Any], bool], *, now: datetime, owner: str,
+          lease: timedelta, batch: int, max_batches: int = 1000) -> tuple[int, int]:
+    """Claim due rows batch after batch and run each with ``run_one(pk) -> ok`` until
+    fewer than a batch is left. Returns (rows run, rows that failed)."""
+    ran = failed = 0
+    for _ in range(max_batches):
+        keys = claim_due(model, now=now, owner=owner, lease=lease, limit=batch)
+        for pk in keys:
+            failed += not run_one(pk)
+        ran += len(keys)
+        if len(keys) < batch:
+            break
+    return ran, failed
+
+
+def retry_later(model: type[Model], pk: Any, *, owner: str, now: datetime,
+                exc: Exception) -> datetime:
+    """A run of a claimed row failed (a bug, the database): record why, back off
+    exponentially (at most MAX_BACKOFF) and return when it is due again. The caller wakes
+    a task for that time."""
+    attempts = model._default_manager.filter(pk=pk).values_list(
+        "attempts", flat=True).first() or 0
+    retry = now + min(MAX_BACKOFF, timedelta(seconds=2 ** min(attempts, 9)))
+    release(model, pk, owner=owner, attempts=attempts + 1,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000], next_due_at=retry)
+    return retry
 
 
 def release(model: type[Model], pk: Any, *, owner: str, **fields: Any) -> None:

@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
-import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -72,7 +69,6 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 BATCH = 100
-MAX_BACKOFF = timedelta(minutes=10)
 
 # The offer a booking is being made for from a pack, while book_from_pack runs: the
 # booking_requested receiver lets exactly that booking of a pack offer through.
@@ -671,10 +667,6 @@ class DueReport:
                 "repaired": self.repaired}
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:64]
-
-
 def run_pack_gate(pack_id: int, *, now: datetime, owner: str) -> bool:
     """A claimed pack's gate: expire it at its time; close it once settled."""
     try:
@@ -721,12 +713,8 @@ def run_seat_gate(seat_id: int, *, now: datetime, owner: str) -> bool:
 
 def _retry_later(model: type[Pack] | type[Seat], pk: int, *, owner: str, now: datetime,
                  exc: Exception) -> None:
-    attempts = model.objects.filter(pk=pk).values_list("attempts", flat=True).first() or 0
-    retry = now + min(MAX_BACKOFF, timedelta(seconds=2 ** min(attempts, 9)))
     with transaction.atomic():
-        due.release(model, pk, owner=owner, attempts=attempts + 1,
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000], next_due_at=retry)
-        _wake_on_commit(retry)
+        _wake_on_commit(due.retry_later(model, pk, owner=owner, now=now, exc=exc))
 
 
 def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 1000
@@ -735,22 +723,15 @@ def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 
     first: an expiry puts a seat into grace, whose gate may then be due in the same run.
     Several workers share the work: each claims rows with a lease."""
     now = now or clock.now()
-    owner = owner or _owner()
+    owner = owner or due.worker_identity()
     report = DueReport()
-    for _ in range(max_batches):
-        keys = due.claim_due(Pack, now=now, owner=owner, lease=LEASE, limit=BATCH)
-        for pk in keys:
-            report.errors += not run_pack_gate(pk, now=now, owner=owner)
-            report.packs += 1
-        if len(keys) < BATCH:
-            break
-    for _ in range(max_batches):
-        keys = due.claim_due(Seat, now=now, owner=owner, lease=LEASE, limit=BATCH)
-        for pk in keys:
-            report.errors += not run_seat_gate(pk, now=now, owner=owner)
-            report.seats += 1
-        if len(keys) < BATCH:
-            break
+    report.packs, failed_packs = due.drain(
+        Pack, lambda pk: run_pack_gate(pk, now=now, owner=owner), now=now, owner=owner,
+        lease=LEASE, batch=BATCH, max_batches=max_batches)
+    report.seats, failed_seats = due.drain(
+        Seat, lambda pk: run_seat_gate(pk, now=now, owner=owner), now=now, owner=owner,
+        lease=LEASE, batch=BATCH, max_batches=max_batches)
+    report.errors = failed_packs + failed_seats
     return report
 
 
