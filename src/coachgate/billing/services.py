@@ -425,12 +425,12 @@ def _set_captures(captures: list[tuple[Booking, BookingCharge, int]], now: datet
             # The offline gateway answers at once and moves nothing: its step is applied
             # here, in the same transaction, under the payment's row lock.
             _payment_step(payment, get_gateway("offline"), now, collect=entries)
-        else:
-            _wake_on_commit(now)  # the payment gate calls the gateway, outside this txn
         payment.updated_at = clock.now()  # bulk_update does not touch auto_now fields
         changed.append(payment)
     Payment.objects.bulk_update(changed, _PAYMENT_STEP_FIELDS)
     ledger.record_many(entries, at=now)
+    if any(p.gateway != "offline" for p in changed):
+        _wake_on_commit(now)  # the payment gate calls the gateway, outside this transaction
 
 
 _PAYMENT_STEP_FIELDS = ["capture_minor", "status", "captured_minor", "refunded_minor", "ref",

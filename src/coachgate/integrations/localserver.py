@@ -4,10 +4,13 @@ that can drop its keep-alive connections when it stops, and a handler that track
 from __future__ import annotations
 
 import contextlib
+import json
+import signal
 import socket
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self, cast
+from typing import Any, Self, cast
 
 
 class TrackingServer(ThreadingHTTPServer):
@@ -102,3 +105,18 @@ class LoopbackService:
         if self._server is None:
             raise RuntimeError(f"the {self.thread_name} is not started")
         return int(self._server.server_address[1])
+
+    def serve_until_signal(self, describe: Callable[[], dict[str, Any]]) -> int:
+        """Run alone (``python -m …``): print ``describe()`` (which may also set things up)
+        as one JSON line, serve until Ctrl-C or SIGTERM, then stop."""
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        try:
+            print(json.dumps(describe()), flush=True)
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+        return 0

@@ -67,14 +67,12 @@ import logging
 import math
 import re
 import secrets
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -1795,13 +1793,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     emu = DiscordEmulator(port=args.port).start()
-    stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
+    def describe() -> dict[str, Any]:
         guild_id = emu.create_guild(args.guild_name)
         emu.register_oauth_app(args.oauth_client_id, args.oauth_client_secret)
         users = {}
@@ -1810,20 +1803,14 @@ def main(argv: list[str] | None = None) -> int:
             emu.add_member(guild_id, users[name])
         if users:
             emu.authorize_as(next(iter(users.values())))
-        print(json.dumps({
+        return {
             "base_url": emu.base_url, "url": emu.url, "guild_id": guild_id,
             "bot_token": emu.bot_token, "bot_user_id": emu.bot_user_id,
             "oauth_client_id": args.oauth_client_id,
             "oauth_client_secret": args.oauth_client_secret, "users": users,
-        }), flush=True)
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emu.stop()
-    return 0
+        }
 
+    return emu.serve_until_signal(describe)
 
 if __name__ == "__main__":
     sys.exit(main())

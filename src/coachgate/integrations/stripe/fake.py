@@ -108,13 +108,11 @@ import json
 import logging
 import re
 import secrets
-import signal
 import string
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
@@ -1501,26 +1499,11 @@ def main(argv: list[str] | None = None) -> int:
                       publishable_key=args.publishable_key,
                       webhook_secret=args.webhook_secret, webhook_url=args.webhook_url,
                       auto_deliver=args.auto_deliver).start()
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        print(json.dumps({
-            "base_url": fake.base_url, "secret_key": fake.secret_key,
-            "publishable_key": fake.publishable_key, "webhook_secret": fake.webhook_secret,
-            "webhook_url": fake.webhook_url, "auto_deliver": fake.auto_deliver,
-        }), flush=True)
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
-    return 0
-
+    return fake.serve_until_signal(lambda: {
+        "base_url": fake.base_url, "secret_key": fake.secret_key,
+        "publishable_key": fake.publishable_key, "webhook_secret": fake.webhook_secret,
+        "webhook_url": fake.webhook_url, "auto_deliver": fake.auto_deliver,
+    })
 
 if __name__ == "__main__":
     raise SystemExit(main())
