@@ -168,3 +168,62 @@ def test_no_show_wait_and_authorisation_times() -> None:
     day = timedelta(hours=24)
     assert rules.authorize_at(booked_at=T0 - 10 * day, starts_at=T0, before=day) == T0 - day
     assert rules.authorize_at(booked_at=T0 - 2 * M, starts_at=T0, before=day) == T0 - 2 * M
+
+
+# --- the gateway's quantum (docs/billing.md, "Amounts a gateway can move") ---------------
+
+
+@pytest.mark.parametrize(("price", "quantum", "outcome", "charge", "fee", "payout"), [
+    # KWD at Stripe (10 fils): 5.010 KWD no-show → 2.505 → 2.510 (half up); fee 0.251 → 0.250
+    (5010, 10, Outcome.NO_SHOW_STUDENT, 2510, 250, 2260),
+    (5010, 10, Outcome.COMPLETED, 5010, 500, 4510),  # fee 0.501 → 0.500
+    (5050, 10, Outcome.COMPLETED, 5050, 510, 4540),  # fee 0.505 → 0.510 (half up)
+    # MGA at Stripe (whole ariary = 100 ISO units): 15 ariary no-show → 7.5 → 8
+    (1500, 100, Outcome.NO_SHOW_STUDENT, 800, 100, 700),
+    (1500, 1, Outcome.NO_SHOW_STUDENT, 750, 75, 675),  # the same price offline
+])
+def test_settlement_rounds_to_the_gateways_quantum_by_hand(
+        price: int, quantum: int, outcome: Outcome, charge: int, fee: int, payout: int) -> None:
+    s = rules.settle(outcome, price, PCT, quantum)
+    assert (s.charge, s.fee, s.payout) == (charge, fee, payout)
+
+
+def test_a_price_off_the_quantum_is_never_charged_more_than_its_price() -> None:
+    # Only a row older than a gateway switch has one (offers refuse such prices).
+    s = rules.settle(Outcome.COMPLETED, 12345, PCT, 10)
+    assert (s.charge, s.uncharged) == (12340, 5)
+
+
+quantum = st.sampled_from([1, 10, 100])
+
+
+@given(units=st.integers(min_value=0, max_value=10**11), q=quantum, fee=percent,
+       no_show=percent, outcome=st.sampled_from(list(Outcome)))
+def test_ledger_amounts_are_always_exactly_chargeable(
+        units: int, q: int, fee: Fraction, no_show: Fraction, outcome: Outcome) -> None:
+    """Whatever the settings: a price the gateway can charge settles into amounts it can
+    charge (and give back), each within half a quantum of the exact share."""
+    price = units * q
+    s = rules.settle(outcome, price, Percentages(fee=fee, no_show_charge=no_show), q)
+    for amount in (s.charge, s.fee, s.payout, s.uncharged):
+        assert amount % q == 0 and amount >= 0
+    assert s.charge == s.payout + s.fee and s.charge + s.uncharged == price
+    exact_charge = Fraction(price) * rules.charge_percent(outcome, Percentages(
+        fee=fee, no_show_charge=no_show)) / 100
+    assert abs(s.charge - exact_charge) <= Fraction(q, 2)
+    assert abs(s.fee - Fraction(s.charge) * fee / 100) <= Fraction(q, 2)
+
+
+@given(units=st.integers(min_value=0, max_value=10**11), q=quantum,
+       size=st.integers(min_value=1, max_value=500))
+def test_pack_values_are_on_the_quantum(units: int, q: int, size: int) -> None:
+    values = rules.pack_session_values(units * q, size, q)
+    assert len(values) == size and sum(values) == units * q
+    assert all(v % q == 0 for v in values) and max(values) - min(values) <= q
+    for v in values:  # and every settlement of a session is chargeable too
+        s = rules.settle(Outcome.NO_SHOW_STUDENT, v, PCT, q)
+        assert s.charge % q == 0 and s.uncharged % q == 0
+
+
+def test_pack_values_keep_an_off_quantum_remainder_on_the_last_session() -> None:
+    assert rules.pack_session_values(10005, 3, 10) == [3330, 3330, 3345]

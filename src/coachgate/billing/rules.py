@@ -10,6 +10,16 @@ check each figure by hand:
 
 The minor unit is what an integer amount counts, so the same rounding serves JPY (no minor
 digits), USD (two) and KWD (three): only formatting differs (kit.money.format_amount).
+
+A gateway may move only multiples of a *quantum* of minor units (Stripe: 10 fils of KWD,
+100 of MGA's 1/100 ariary; kit.money.quantum). Settlement then rounds to the quantum, so
+the ledger records exactly what the gateway takes, to the unit:
+
+    charge = q × round_half_up(price × charge% / q), never above the price
+    fee    = q × round_half_up(charge × fee% / q)
+    payout = charge − fee
+
+With q = 1 (the offline gateway, and most currencies at Stripe) this is the rule above.
 """
 
 from __future__ import annotations
@@ -91,17 +101,28 @@ class Split:
         return self.price - self.charge
 
 
-def split(price_minor: int, charge_pct: Fraction, fee_pct: Fraction) -> Split:
+def split(price_minor: int, charge_pct: Fraction, fee_pct: Fraction, quantum: int = 1
+          ) -> Split:
+    """Charge, fee and payout of a price, each a multiple of ``quantum`` (the smallest
+    amount the payment gateway moves exactly) when the price is one.
+
+    A price off the quantum cannot be charged whole: offers refuse such prices, so only a
+    row older than the gateway switch has one, and its charge is capped at the price
+    rounded down to the quantum (the student is never charged more than the price)."""
     if price_minor < 0:
         raise ValueError("a price cannot be negative")
-    charge = round_half_up(Fraction(price_minor) * charge_pct / 100)
-    fee = round_half_up(Fraction(charge) * fee_pct / 100)
+    if quantum < 1:
+        raise ValueError("a quantum is a positive number of minor units")
+    q = quantum
+    charge = q * round_half_up(Fraction(price_minor) * charge_pct / (100 * q))
+    charge = min(charge, price_minor - price_minor % q)
+    fee = q * round_half_up(Fraction(charge) * fee_pct / (100 * q))
     return Split(price=price_minor, charge=charge, fee=fee, payout=charge - fee)
 
 
-def settle(outcome: Outcome, price_minor: int, pct: Percentages) -> Split:
-    """SPEC's settlement table for one booking."""
-    return split(price_minor, charge_percent(outcome, pct), pct.fee)
+def settle(outcome: Outcome, price_minor: int, pct: Percentages, quantum: int = 1) -> Split:
+    """SPEC's settlement table for one booking, rounded to the gateway's ``quantum``."""
+    return split(price_minor, charge_percent(outcome, pct), pct.fee, quantum)
 
 
 # --- time rules ----------------------------------------------------------------------------
@@ -161,9 +182,18 @@ def authorize_at(*, booked_at: datetime, starts_at: datetime, before: timedelta)
     return max(booked_at, starts_at - before)
 
 
-def pack_session_values(price_minor: int, size: int) -> list[int]:
+def pack_session_values(price_minor: int, size: int, quantum: int = 1) -> list[int]:
     """A pack's price split over its sessions, exactly: the values sum to the price and
-    differ by at most one minor unit (session k is worth floor(P·k/N) − floor(P·(k−1)/N))."""
+    differ by at most one ``quantum`` (session k is worth q·(floor(P'·k/N) −
+    floor(P'·(k−1)/N)) with P' = P / q), so what settlement charges or gives back of a
+    session is a multiple of the quantum too. A price off the quantum (a row older than
+    a gateway switch) leaves its remainder on the last session."""
     if size < 1:
         raise ValueError("a pack has at least one session")
-    return [price_minor * k // size - price_minor * (k - 1) // size for k in range(1, size + 1)]
+    if quantum < 1:
+        raise ValueError("a quantum is a positive number of minor units")
+    units, rest = divmod(price_minor, quantum)
+    values = [quantum * (units * k // size - units * (k - 1) // size)
+              for k in range(1, size + 1)]
+    values[-1] += rest
+    return values

@@ -334,7 +334,8 @@ def test_amount_rules_per_currency(fake: StripeFake) -> None:
 
     odd_fils = pay(fake, customer, pm, 12345, currency="kwd")
     assert odd_fils.status_code == 400
-    assert error(odd_fils)["param"] == "amount"
+    assert (error(odd_fils)["type"], error(odd_fils)["param"]) == ("invalid_request_error",
+                                                                   "amount")
     too_small = pay(fake, customer, pm, 49, currency="usd")
     assert error(too_small)["code"] == "amount_too_small"
     unknown = pay(fake, customer, pm, 1000, currency="xyz")
@@ -695,3 +696,44 @@ def test_standalone_fake_starts_serves_and_stops() -> None:
             proc.kill()
             proc.communicate(timeout=5)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(("currency", "good", "bad"), [
+    ("isk", 500000, 500050),  # Stripe's "special cases": two-decimal, whole hundreds only
+    ("ugx", 500000, 500001),
+    ("kwd", 12340, 12345),  # three-decimal: last digit 0
+    ("bhd", 5000, 5001),
+])
+def test_divisibility_is_enforced_on_payments_captures_and_refunds(
+        fake: StripeFake, currency: str, good: int, bad: int) -> None:
+    customer, pm = saved_card(fake)
+    refused = pay(fake, customer, pm, bad, currency=currency)
+    assert refused.status_code == 400
+    body = error(refused)
+    assert (body["type"], body["param"]) == ("invalid_request_error", "amount")
+    assert body["message"].startswith("Invalid amount.")
+    if currency in ("isk", "ugx"):
+        assert body["code"] == "invalid_charge_amount_no_decimal_compatible"
+        assert "evenly divisible by 100" in body["message"]
+    assert fake.payment_intents == {}
+
+    held = pay(fake, customer, pm, good, currency=currency).json()
+    capture = f"/v1/payment_intents/{held['id']}/capture"
+    odd = good - (bad - good)  # as far off the step below the hold as bad is above it
+    partial = call(fake, "POST", capture, {"amount_to_capture": str(odd)})
+    assert partial.status_code == 400
+    assert (error(partial)["type"], error(partial)["param"]) == ("invalid_request_error",
+                                                                 "amount_to_capture")
+    assert fake.payment_intents[held["id"]]["status"] == "requires_capture"
+    assert call(fake, "POST", capture).json()["amount_received"] == good
+
+    part = call(fake, "POST", "/v1/refunds", {"payment_intent": held["id"],
+                                             "amount": str(bad - good)})
+    assert (part.status_code, error(part)["param"]) == (400, "amount")
+    assert fake.refunds == {}
+
+
+def test_mga_is_zero_decimal_and_huf_two_decimal_for_charges(fake: StripeFake) -> None:
+    customer, pm = saved_card(fake)
+    assert pay(fake, customer, pm, 5001, currency="mga").json()["amount"] == 5001
+    assert pay(fake, customer, pm, 100050, currency="huf").json()["amount"] == 100050

@@ -37,8 +37,11 @@ What it does like Stripe (https://docs.stripe.com/api):
 * Money: amounts are integers in the currency's smallest unit, as on Stripe; currencies are
   stored lower case; zero-decimal currencies (JPY, KRW, ...) take whole units; the
   three-decimal ones (BHD, JOD, KWD, OMR, TND) take the minor unit but the last digit must
-  be 0 (Stripe's rule); Stripe's minimum charge amounts (USD 50, GBP 30, JPY 50, ...) and
-  its 8-digit maximum are enforced on PaymentIntent creation.
+  be 0 (Stripe's rule); ISK and UGX (Stripe's "special cases") are two-decimal in the API
+  and must be divisible by 100 (400 ``invalid_charge_amount_no_decimal_compatible``).
+  Divisibility is enforced on every amount that moves money (PaymentIntent ``amount``,
+  ``amount_to_capture``, refund ``amount``); Stripe's minimum charge amounts (USD 50,
+  GBP 30, JPY 50, ...) and its 8-digit maximum on PaymentIntent creation.
 * PaymentIntents: create with ``confirm=true`` (and ``off_session``) charges the saved card
   at once: ``capture_method=manual`` -> ``requires_capture`` (``amount_capturable``),
   ``automatic``/``automatic_async`` -> ``succeeded`` (``amount_received``); a decline ->
@@ -131,15 +134,21 @@ DEFAULT_API_VERSION = "2026-10-28.endive"
 IDEMPOTENCY_TTL = 24 * 3600.0
 AUTHORIZATION_DAYS = 7
 
+# Stripe's currency rules (https://docs.stripe.com/currencies), typed here from Stripe's
+# documentation on purpose and not imported from coachgate: the fake is the independent
+# check of coachgate's conversions (kit.money), so it must not share their table.
 ZERO_DECIMAL = frozenset({
-    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd",
-    "vuv", "xaf", "xof", "xpf"})
+    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "vnd", "vuv",
+    "xaf", "xof", "xpf"})
 THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
-CURRENCIES = ZERO_DECIMAL | THREE_DECIMAL | frozenset({
+# "Special cases": zero-decimal in fact, two-decimal in the API for backwards
+# compatibility, amounts evenly divisible by 100.
+WHOLE_HUNDREDS = frozenset({"isk", "ugx"})
+CURRENCIES = ZERO_DECIMAL | THREE_DECIMAL | WHOLE_HUNDREDS | frozenset({
     "aed", "ars", "aud", "bgn", "brl", "cad", "chf", "cny", "czk", "dkk", "egp", "eur",
-    "gbp", "hkd", "huf", "idr", "ils", "inr", "isk", "mad", "mxn", "myr", "ngn", "nok",
-    "nzd", "php", "pln", "ron", "rsd", "sar", "sek", "sgd", "thb", "try", "twd", "uah",
-    "usd", "zar"})
+    "gbp", "hkd", "huf", "idr", "ils", "inr", "mad", "mxn", "myr", "ngn", "nok", "nzd",
+    "php", "pln", "ron", "rsd", "sar", "sek", "sgd", "thb", "try", "twd", "uah", "usd",
+    "xcg", "zar"})
 # Stripe's minimum charge amounts (https://docs.stripe.com/currencies#minimum-and-maximum-
 # charge-amounts), in the smallest unit; currencies not listed: 1.
 MINIMUM_AMOUNT = {
@@ -936,8 +945,8 @@ class StripeFake(LoopbackService):
                             code="resource_missing")
         return customer
 
-    @staticmethod
-    def _check_amount(amount: int, currency: str) -> None:
+    @classmethod
+    def _check_amount(cls, amount: int, currency: str) -> None:
         minimum = MINIMUM_AMOUNT.get(currency, 1)
         if amount < minimum:
             raise _invalid(f"Amount must be at least {minimum} {currency} (in the currency's "
@@ -945,9 +954,24 @@ class StripeFake(LoopbackService):
         if amount > MAXIMUM_AMOUNT:
             raise _invalid(f"Amount must be no more than {MAXIMUM_AMOUNT}.", param="amount",
                            code="amount_too_large")
+        cls._check_divisible(amount, currency, "amount")
+
+    @staticmethod
+    def _check_divisible(amount: int, currency: str, param: str) -> None:
+        """Stripe's per-currency divisibility, on every amount that moves money (a payment,
+        a capture, a refund)."""
+        if currency in WHOLE_HUNDREDS and amount % 100:
+            raise _invalid(
+                f"Invalid amount. Currency {currency.upper()} has become effectively "
+                "zero-decimal and charged amounts must be evenly divisible by 100. See "
+                "https://stripe.com/docs/currencies#special-cases for more information.",
+                param=param, code="invalid_charge_amount_no_decimal_compatible")
         if currency in THREE_DECIMAL and amount % 10:
-            raise _invalid(f"Amounts in {currency} must end in 0 (Stripe rounds three-decimal "
-                           "currencies to the nearest ten).", param="amount")
+            raise _invalid(
+                f"Invalid amount. Amounts in {currency.upper()} must have 0 as their last "
+                "digit: round three-decimal amounts to the nearest ten. See "
+                "https://stripe.com/docs/currencies#three-decimal for more information.",
+                param=param)
 
     # --- Lookups --------------------------------------------------------------------------
 
@@ -1323,6 +1347,7 @@ class StripeFake(LoopbackService):
                 extra={"payment_intent": copy.deepcopy(pi)})
         capturable = pi["amount_capturable"]
         amount = capturable if amount is None else amount
+        self._check_divisible(amount, pi["currency"], "amount_to_capture")
         if amount > capturable:
             raise _invalid(f"The amount to capture ({amount}) is greater than the amount "
                            f"capturable ({capturable}).", param="amount_to_capture",
@@ -1392,6 +1417,7 @@ class StripeFake(LoopbackService):
             raise _invalid(f"Charge {charge_id} has already been refunded.",
                            code="charge_already_refunded", saved=True)
         amount = remaining if amount is None else amount
+        self._check_divisible(amount, charge["currency"], "amount")
         if amount > remaining:
             raise _invalid(f"Refund amount ({amount}) is greater than unrefunded amount on "
                            f"charge ({remaining})", param="amount", code="amount_too_large",
