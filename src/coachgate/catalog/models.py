@@ -78,7 +78,8 @@ class Offer(models.Model):
     price_minor = models.BigIntegerField(help_text="Price in the currency's minor unit.")
     currency = models.CharField(max_length=3)
     duration_minutes = models.PositiveIntegerField()
-    session_type = models.CharField(max_length=8, choices=SessionType.choices)
+    session_type = models.CharField(max_length=8, choices=SessionType.choices,
+                                    default=SessionType.VIDEO)
     delivery = models.CharField(max_length=16, choices=Delivery.choices)
     intake_fields = models.JSONField(default=list, blank=True)
     thumbnail_url = models.URLField(blank=True)
@@ -116,10 +117,41 @@ class Offer(models.Model):
                 condition=Q(status__in=["draft", "published", "archived"]),
                 name="offer_status_valid",
             ),
+            models.CheckConstraint(
+                condition=Q(session_type__in=["video", "audio", "phone"]),
+                name="offer_session_type_valid",
+            ),
+            # The slot engine steps at least 5 minutes (catalog.rules.MIN_SLOT_STEP_MINUTES).
+            models.CheckConstraint(
+                condition=Q(slot_step_minutes__isnull=True) | Q(slot_step_minutes__gte=5),
+                name="offer_slot_step_min",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.title
+
+    def clean(self) -> None:
+        """The API's checks for whoever edits an offer through a form (the admin)."""
+        from django.core.exceptions import ValidationError
+
+        from coachgate.kit.errors import InvalidInput
+
+        from .rules import OFFER_INT_BOUNDS, clean_offer_fields
+
+        names = [*OFFER_INT_BOUNDS, "title", "currency", "intake_fields", "access_policy",
+                 "money_policy"]
+        try:
+            # None: a field its form already refused (or an empty nullable one).
+            clean = clean_offer_fields({name: getattr(self, name) for name in names
+                                        if getattr(self, name) is not None})
+        except InvalidInput as exc:
+            where = str(exc.details.get("field", "")).split(".")[0].split("[")[0]
+            raise ValidationError({where if where in names else "__all__": exc.message}
+                                  ) from None
+        for name in ("intake_fields", "access_policy", "money_policy"):
+            if name in clean:
+                setattr(self, name, clean[name])
 
     @property
     def is_bookable(self) -> bool:

@@ -14,7 +14,7 @@ from coachgate.kit import clock
 from coachgate.kit.errors import Forbidden, InvalidInput, NotFound
 
 from . import rules
-from .models import CoachProfile, CoachStatus, Offer, OfferStatus
+from .models import CoachProfile, CoachStatus, Delivery, Offer, OfferStatus, SessionType
 
 OFFER_EDITABLE_FIELDS = frozenset({
     "title", "description", "price_minor", "currency", "duration_minutes", "session_type",
@@ -23,6 +23,8 @@ OFFER_EDITABLE_FIELDS = frozenset({
     "max_sessions_per_day", "slot_step_minutes", "free_cancellation_hours", "access_policy",
     "money_policy",
 })
+OFFER_REQUIRED_FIELDS = frozenset({"title", "price_minor", "currency", "duration_minutes",
+                                   "delivery"})
 PROFILE_EDITABLE_FIELDS = frozenset({"display_name", "bio", "specialties", "timezone",
                                      "seat_capacity"})
 
@@ -65,6 +67,10 @@ def update_coach_profile(actor: User, changes: dict[str, Any]) -> CoachProfile:
         validate_timezone(changes["timezone"])
     if "display_name" in changes and not str(changes["display_name"]).strip():
         raise InvalidInput("The display name cannot be empty.", details={"field": "display_name"})
+    seats = changes.get("seat_capacity", 0)
+    if isinstance(seats, bool) or not isinstance(seats, int) or not 0 <= seats <= 10000:
+        raise InvalidInput("seat_capacity must be a whole number between 0 and 10000.",
+                           details={"field": "seat_capacity"})
     for key, value in changes.items():
         setattr(profile, key, value)
     profile.save()
@@ -107,20 +113,23 @@ def _clean_offer_data(data: dict[str, Any]) -> dict[str, Any]:
     unknown = set(data) - OFFER_EDITABLE_FIELDS
     if unknown:
         raise InvalidInput(f"These fields cannot be set: {', '.join(sorted(unknown))}.")
-    rules.validate_offer_fields(data)
-    clean = dict(data)
-    if "intake_fields" in clean:
-        clean["intake_fields"] = rules.normalize_intake_fields(clean["intake_fields"] or [])
-    if "access_policy" in clean:
-        clean["access_policy"] = rules.parse_access_policy(clean["access_policy"]).as_dict()
-    if "money_policy" in clean:
-        clean["money_policy"] = rules.parse_money_policy(clean["money_policy"]).as_dict()
-    return clean
+    for name, choices in (("session_type", SessionType), ("delivery", Delivery)):
+        if name in data and data[name] not in choices.values:
+            raise InvalidInput(f"{name} is one of {', '.join(choices.values)}.",
+                               details={"field": name})
+    return rules.clean_offer_fields(data)
 
 
 def create_offer(actor: User, data: dict[str, Any]) -> Offer:
     coach = coach_profile_of(actor)
+    missing = sorted(OFFER_REQUIRED_FIELDS - set(data))
+    if missing:
+        raise InvalidInput(f"These fields are required: {', '.join(missing)}.",
+                           details={"fields": missing})
     clean = _clean_offer_data(data)
+    # Every default is written here, not left to the caller: an API body without
+    # session_type once stored "" (the schema's default was dropped with the unset fields).
+    clean.setdefault("session_type", SessionType.VIDEO)
     clean.setdefault("access_policy", rules.AccessPolicy().as_dict())
     clean.setdefault("money_policy", rules.MoneyPolicy().as_dict())
     return Offer.objects.create(coach=coach, status=OfferStatus.DRAFT, **clean)
