@@ -10,7 +10,7 @@ from django.db.models import Min, Q, QuerySet
 
 from coachgate.accounts.models import ApplicationStatus, CoachApplication, Role, User
 from coachgate.accounts.services import lock_pending_application, validate_timezone
-from coachgate.kit import clock
+from coachgate.kit import clock, money
 from coachgate.kit.errors import Forbidden, InvalidInput, NotFound
 
 from . import rules
@@ -120,6 +120,14 @@ def _clean_offer_data(data: dict[str, Any]) -> dict[str, Any]:
     return rules.clean_offer_fields(data)
 
 
+def _check_chargeable(price_minor: int, currency: str) -> None:
+    """The configured payment gateway must be able to charge the price exactly (Stripe
+    moves KWD in steps of 10 fils, MGA in whole ariary): refused here, never rounded."""
+    problem = money.price_problem(price_minor, currency)
+    if problem is not None:
+        raise InvalidInput(problem[1], details={"field": problem[0]})
+
+
 def create_offer(actor: User, data: dict[str, Any]) -> Offer:
     coach = coach_profile_of(actor)
     missing = sorted(OFFER_REQUIRED_FIELDS - set(data))
@@ -132,6 +140,7 @@ def create_offer(actor: User, data: dict[str, Any]) -> Offer:
     clean.setdefault("session_type", SessionType.VIDEO)
     clean.setdefault("access_policy", rules.AccessPolicy().as_dict())
     clean.setdefault("money_policy", rules.MoneyPolicy().as_dict())
+    _check_chargeable(clean["price_minor"], clean["currency"])
     return Offer.objects.create(coach=coach, status=OfferStatus.DRAFT, **clean)
 
 
@@ -167,6 +176,8 @@ def update_offer(actor: User, offer_id: int, changes: dict[str, Any]) -> Offer:
     clean = _clean_offer_data(changes)
     for key, value in clean.items():
         setattr(offer, key, value)
+    if "price_minor" in clean or "currency" in clean:
+        _check_chargeable(offer.price_minor, offer.currency)
     offer.save()
     return offer
 
