@@ -106,14 +106,15 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     _setup()
     import json
 
-    from coachgate.access.services import sweep
-    from coachgate.billing.services import sweep as billing_sweep
-    from coachgate.packs.services import sweep as packs_sweep
+    from coachgate.access.worker import sweep_all
 
-    report = {"access": sweep(limit=args.limit).as_dict(),
-              "billing": billing_sweep().as_dict(), "packs": packs_sweep().as_dict()}
-    print(json.dumps(report, indent=2))
-    return 0
+    # Every sweep and every row on its own: a bad row is reported (its sweep's "errors"
+    # and "failures", and under "failing" with its next retry), never a crash. Exits 1
+    # only when a whole sweep failed.
+    report = sweep_all(limit=args.limit, failing=True)
+    print(json.dumps(report, indent=2, default=str))
+    return 1 if any(isinstance(part, dict) and "error" in part
+                    for part in report.values()) else 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:

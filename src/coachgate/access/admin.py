@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from coachgate.kit import clock
 
@@ -28,7 +28,7 @@ class SessionAccessAdmin(admin.ModelAdmin):
     """Each session's gates, access state, last error and Discord calls."""
 
     list_display = ("session", "mode", "phase", "next_due_at", "error_kind", "attempts",
-                    "discord_calls", "channel_id", "last_run_at")
+                    "error", "discord_calls", "channel_id", "last_run_at")
     list_filter = ("phase", "error_kind", "mode", "discord")
     search_fields = ("session__id", "channel_id", "last_error")
     readonly_fields = ("gates", *[f.name for f in SessionAccess._meta.fields])
@@ -38,13 +38,21 @@ class SessionAccessAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    @admin.display(description="last error")
+    def error(self, obj: SessionAccess) -> str:
+        return obj.last_error if len(obj.last_error) <= 120 else obj.last_error[:119] + "…"
+
     @admin.display(description="gates")
     def gates(self, obj: SessionAccess) -> str:
+        try:
+            gates = services.readable_gates(obj.session)
+        except services.AccessUnavailable as exc:
+            return format_html("<strong>unavailable</strong>: {}", exc.details.get("reason"))
         return format_html_join(
             "", "<div>{} — {}</div>",
             ((g.at.isoformat(), g.kind.value + (f" ({g.before_s}s before)" if g.before_s
                                                  else ""))
-             for g in services.gates_of(obj.session)))
+             for g in gates))
 
     @admin.action(description="Run the gates of the selected sessions now")
     def converge_now(self, request: HttpRequest, queryset: QuerySet[SessionAccess]) -> None:

@@ -36,31 +36,34 @@ class CronSecret(HttpBearer):
 
 
 class SweepOut(Schema):
-    rows_created: int
-    converged: int
-    outcomes: dict[str, int]
-    channels_recreated: int
-    overwrites_repaired: int
-    orphans_deleted: int
-    members_readded: int
-    drift_error: str
-    billing: dict[str, int] = {}
-    packs: dict[str, int] = {}
+    # The access sweep's figures (all 0 and ``error`` set when the access sweep failed).
+    rows_created: int = 0
+    converged: int = 0
+    outcomes: dict[str, int] = {}
+    channels_recreated: int = 0
+    overwrites_repaired: int = 0
+    orphans_deleted: int = 0
+    members_readded: int = 0
+    drift_error: str = ""
+    errors: int = 0
+    failures: list[dict[str, Any]] = []
+    error: str = ""
+    notify: dict[str, Any] = {}
+    billing: dict[str, Any] = {}
+    packs: dict[str, Any] = {}
+    # Rows waiting for a retry after an error, by kind: id, attempts, retry_at, error.
+    failing: dict[str, Any] = {}
 
 
 @router.post("/system/sweep", response=SweepOut, auth=CronSecret(),
              summary="Run the sweep now (for an external cron)")
 def run_sweep(request: HttpRequest) -> dict[str, Any]:
-    from coachgate.billing.services import sweep as billing_sweep
-    from coachgate.packs.services import sweep as packs_sweep
+    from .worker import sweep_all
 
-    now = clock.now()
-    report = services.sweep(now=now, limit=2000).as_dict()
-    # Settlement, payments, packs and seats are gates too: a cron-driven deployment runs
-    # them with the same call.
-    report["billing"] = billing_sweep(now=now).as_dict()
-    report["packs"] = packs_sweep(now=now).as_dict()
-    return report
+    # Settlement, payments, packs, seats and the outbox are swept too: a cron-driven
+    # deployment runs them all with this call. Each sweep and each row runs on its own.
+    report = sweep_all(limit=2000, failing=True)
+    return {**report.pop("access"), **report}
 
 
 class GateOut(Schema):
@@ -69,14 +72,23 @@ class GateOut(Schema):
     before_s: int
 
 
+class ProblemOut(Schema):
+    code: str
+    message: str
+
+
 class AccessOut(Schema):
     session_id: int
     phase: str
-    desired_phase: str
+    # None (with ``available`` false and ``problem`` set) when the session's access policy
+    # cannot be read: its gates are unknown, so nothing is promised and no link is given.
+    desired_phase: str | None
     join_window_open: bool
     link: str | None
     next_due_at: datetime | None
     gates: list[GateOut]
+    available: bool = True
+    problem: ProblemOut | None = None
     error_kind: str | None = None
     last_error: str | None = None
     discord_calls: int | None = None
@@ -88,23 +100,32 @@ def session_access(request: HttpRequest, session_id: int) -> dict[str, Any]:
     user = current_user(request)
     session = get_session(user, session_id)  # 404 unless the caller may see it
     now = clock.now()
-    gates = services.gates_of(session)
     live = session.status in LIVE
     row = SessionAccess.objects.filter(pk=session.pk).first()
-    open_now = rules.join_window_open(gates, live=live, now=now)
+    problem: services.AccessUnavailable | None = None
+    try:
+        gates = services.readable_gates(session)
+    except services.AccessUnavailable as exc:
+        gates, problem = [], exc
+    open_now = bool(gates) and rules.join_window_open(gates, live=live, now=now)
     out: dict[str, Any] = {
         "session_id": session.pk,
         "phase": row.phase if row else rules.Phase.NONE.value,
-        "desired_phase": rules.desired_phase(gates, live=live, now=now).value,
+        "desired_phase": rules.desired_phase(gates, live=live, now=now).value if gates
+        else None,
         "join_window_open": open_now,
         # The link is only handed out while the join window is open.
         "link": services.channel_link(row) if row and open_now else None,
         "next_due_at": row.next_due_at if row else None,
         "gates": [{"kind": g.kind.value, "at": g.at, "before_s": g.before_s} for g in gates],
+        "available": problem is None,
+        "problem": {"code": problem.code, "message": problem.message} if problem else None,
     }
     if user.role == Role.ADMIN and row is not None:
         out.update(error_kind=row.error_kind, last_error=row.last_error,
                    discord_calls=row.discord_calls)
+    if user.role == Role.ADMIN and problem is not None and not out.get("last_error"):
+        out["last_error"] = problem.details.get("reason")
     return out
 
 

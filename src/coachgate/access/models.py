@@ -20,6 +20,9 @@ class ErrorKind(models.TextChoices):
     NONE = "", "none"
     RETRY = "retry", "retry later"
     ACTION = "action", "someone must act"
+    # The run raised on the session's own data (a policy stored before validation existed)
+    # or a bug: retried with backoff until an admin fixes the data.
+    DATA = "data", "bad data or a bug"
 
 
 class SessionAccess(models.Model):

@@ -147,6 +147,8 @@ def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
         row.reminder_sent_before_s = None
         row.access_open_sent = False
     row.window_start, row.window_end = window_start, window_end
+    if not row.mode:  # a stand-in row made while the policy was unreadable (_create_row)
+        row.mode = policy.discord_mode
     desired = rules.desired_phase(gates, live=live, now=now)
     holds_nothing = not (row.channel_id or row.role_id or row.granted
                          or row.create_intent_at or (row.lease_until and row.lease_until > now))
@@ -159,7 +161,7 @@ def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
     else:
         row.next_due_at = rules.next_due(gates, now=now, live=live)
     # Only the fields this function owns: a gate run may be writing the Discord ones.
-    row.save(update_fields=["window_start", "window_end", "reminder_sent_before_s",
+    row.save(update_fields=["window_start", "window_end", "mode", "reminder_sent_before_s",
                             "access_open_sent", "phase", "next_due_at", "updated_at"])
     if row.next_due_at != previous_due:
         # Unchanged: the wake-up enqueued when it was set still stands (and the sweep
@@ -219,23 +221,33 @@ class _Run:
     problems: list[str] = field(default_factory=list)
 
 
-def converge(session_id: int, *, now: datetime | None = None, owner: str = "") -> RunResult:
+def converge(session_id: int, *, now: datetime | None = None, owner: str = "",
+             respect_backoff: bool = False) -> RunResult:
     """Converge one session's access to what the clock says. Safe to call at any time,
-    any number of times, from any number of workers."""
+    any number of times, from any number of workers. ``respect_backoff`` (wake-up tasks):
+    a row whose last run failed on its data is left alone until its retry is due."""
     now = now or clock.now()
     owner = owner or due.worker_identity()
     if not 0 < session_id < 2**63:
         return RunResult(session_id, "gone")
-    claimed = (SessionAccess.objects.filter(pk=session_id)
-               .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
-               .update(lease_until=now + LEASE, lease_owner=owner))
+    claim = (SessionAccess.objects.filter(pk=session_id)
+             .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now)))
+    backing_off = Q(error_kind=ErrorKind.DATA, next_due_at__gt=now)
+    if respect_backoff:
+        claim = claim.exclude(backing_off)
+    claimed = claim.update(lease_until=now + LEASE, lease_owner=owner)
+    if not claimed and respect_backoff and SessionAccess.objects.filter(
+            backing_off, pk=session_id).exists():
+        return RunResult(session_id, "waiting")  # its retry has a wake-up of its own
     if not claimed:
         if not SessionAccess.objects.filter(pk=session_id).exists():
             session = Session.objects.select_related("offer").filter(pk=session_id).first()
             if session is None:
                 return RunResult(session_id, "gone")
-            with transaction.atomic():
-                sync_access_row(session, now=now)
+            created = _create_row(session, now)
+            if created is not None:  # its policy cannot be read: recorded on a new row
+                metrics.GATE_RUNS.labels(kind="none", result="error").inc()
+                return RunResult(session_id, "error", error=created)
             return converge(session_id, now=now, owner=owner)
         # Another run holds it; look again shortly (it may have started before a change).
         with transaction.atomic():
@@ -245,15 +257,77 @@ def converge(session_id: int, *, now: datetime | None = None, owner: str = "") -
 
     _local.calls = []
     try:
-        row = (SessionAccess.objects
-               .select_related("session__offer", "session__coach__user").get(pk=session_id))
+        row = _claimed_row(session_id)
         snapshot = _session_snapshot(row.session)
-        result = _run_claimed(row, now)
+        try:
+            if row.error_kind == ErrorKind.DATA:
+                row = _resync(row, now)
+            result = _run_claimed(row, now)
+        except Exception as exc:  # not Discord's errors (_run_claimed handles those)
+            result = _run_failed(row, exc, now)
     finally:
         calls: list[tuple[CallRecord, bool]] = _local.calls
         _local.calls = None
     result.calls = sum(1 for _, shared in calls if not shared)
     _finish(row, result, calls, now, snapshot)
+    return result
+
+
+def _claimed_row(session_id: int) -> SessionAccess:
+    return (SessionAccess.objects
+            .select_related("session__offer", "session__coach__user").get(pk=session_id))
+
+
+def _resync(row: SessionAccess, now: datetime) -> SessionAccess:
+    """The last run could not read the session's data: its windows may be stand-ins (see
+    ``_create_row``) or stale, so compute them again before running (raises while the
+    policy is still unreadable). The row's Discord fields are untouched."""
+    with transaction.atomic():
+        sync_access_row(row.session, now=now)
+    return _claimed_row(row.pk)
+
+
+def policy_problem(session: Session) -> str | None:
+    """Why the session's access policy cannot be used (a row stored before validation
+    existed: an unknown key, a duration out of range), or None when it can."""
+    try:
+        gates_of(session)
+    except Exception as exc:  # whatever the bad row raises: InvalidInput, OverflowError …
+        return due.describe(exc)
+    return None
+
+
+def _run_failed(row: SessionAccess, exc: Exception, now: datetime) -> RunResult:
+    """A run raised something other than Discord's errors: the session's policy cannot be
+    read (stored before validation existed), a bug, the database. The error is recorded on
+    the row (error kind "data", shown to admins) and the run is retried with backoff
+    (kit.due's: 1 s, 2 s, 4 s … at most 10 min); every other session carries on.
+
+    Access never outlives its session: while the policy is unreadable, a session that is
+    over (or no longer live) has whatever it holds removed, under the default policy."""
+    session = row.session
+    row.attempts += 1
+    row.error_kind, row.last_error = ErrorKind.DATA, due.describe(exc)
+    result = RunResult(session.pk, "error", phase=row.phase, error=row.last_error)
+    log.warning("access run for session %s failed (retry %s): %s", session.pk,
+                row.attempts, row.last_error, exc_info=not isinstance(exc, CoachgateError))
+    retry_at = now + due.backoff(row.attempts)
+    over = session.status not in LIVE or now >= session.ends_at
+    if not over:
+        row.next_due_at = min(retry_at, session.ends_at)
+        return result
+    if policy_problem(session) is None:
+        row.next_due_at = retry_at  # readable: the retry closes access by the policy
+        return result
+    try:
+        if row.discord:
+            _converge_discord(_Run(row, session, AccessPolicy(), [], now), Phase.REVOKED)
+        row.phase, row.next_due_at = Phase.REVOKED, None
+        result.phase = Phase.REVOKED.value
+    except Exception as close_exc:  # Discord is down too: try again
+        row.last_error = f"{row.last_error}; closing access failed: {_describe(close_exc)}"
+        row.last_error = row.last_error[:2000]
+        row.next_due_at = retry_at
     return result
 
 
@@ -698,6 +772,10 @@ def _notify_admins_problem(run: _Run, error: str) -> None:
 # --- the sweep ---------------------------------------------------------------------------
 
 
+# A sweep report lists at most this many failed sessions (all of them are counted).
+REPORTED_FAILURES = 50
+
+
 @dataclass
 class SweepReport:
     rows_created: int = 0
@@ -708,13 +786,21 @@ class SweepReport:
     orphans_deleted: int = 0
     members_readded: int = 0
     drift_error: str = ""
+    errors: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def failed(self, session_id: int, error: str) -> None:
+        self.errors += 1
+        if len(self.failures) < REPORTED_FAILURES:
+            self.failures.append({"session_id": session_id, "error": error})
 
     def as_dict(self) -> dict[str, Any]:
         return {"rows_created": self.rows_created, "converged": self.converged,
                 "outcomes": self.outcomes, "channels_recreated": self.channels_recreated,
                 "overwrites_repaired": self.overwrites_repaired,
                 "orphans_deleted": self.orphans_deleted,
-                "members_readded": self.members_readded, "drift_error": self.drift_error}
+                "members_readded": self.members_readded, "drift_error": self.drift_error,
+                "errors": self.errors, "failures": self.failures}
 
 
 def due_session_ids(now: datetime, limit: int = 500) -> list[int]:
@@ -724,15 +810,41 @@ def due_session_ids(now: datetime, limit: int = 500) -> list[int]:
                 .order_by("next_due_at").values_list("pk", flat=True)[:limit])
 
 
-def create_missing_rows(now: datetime, limit: int = 500) -> int:
+def create_missing_rows(now: datetime, limit: int = 500,
+                        report: SweepReport | None = None) -> int:
     """Sessions that lost their on-commit event (a crash right after commit) get a row."""
     missing = list(Session.objects.select_related("offer")
                    .filter(access__isnull=True, ends_at__gte=now - timedelta(days=1))
                    .order_by("starts_at")[:limit])
     for session in missing:
+        error = _create_row(session, now)
+        if error is not None and report is not None:
+            report.failed(session.pk, error)
+    return len(missing)
+
+
+def _create_row(session: Session, now: datetime) -> str | None:
+    """``sync_access_row`` for a session without a row. When its policy cannot be read,
+    the row is made anyway, with the session's own times as stand-in windows and the error
+    recorded (admins see it; the row's retries run with backoff and compute the windows
+    again, see ``_resync``); returns that error."""
+    try:
         with transaction.atomic():
             sync_access_row(session, now=now)
-    return len(missing)
+        return None
+    except Exception as exc:
+        error = due.describe(exc)
+        log.warning("no access row for session %s: %s", session.pk, error)
+    with transaction.atomic():
+        row, created = SessionAccess.objects.get_or_create(session=session, defaults={
+            "window_start": session.starts_at, "window_end": session.ends_at,
+            "discord": session.offer.delivery == Delivery.DISCORD_VOICE, "phase": Phase.NONE,
+            "error_kind": ErrorKind.DATA, "last_error": error, "attempts": 1,
+            "next_due_at": now + due.backoff(1)})
+        if not created:  # made meanwhile by the session's own event: its runs record errors
+            return None
+        wake_up_on_commit(session.pk, row.next_due_at)
+    return error
 
 
 def sweep(*, now: datetime | None = None, limit: int = 500, drift: bool = True,
@@ -741,13 +853,19 @@ def sweep(*, now: datetime | None = None, limit: int = 500, drift: bool = True,
     with our rows and repair drift (channels deleted by hand, overwrites changed,
     orphans left by crashes)."""
     now = now or clock.now()
-    report = SweepReport(rows_created=create_missing_rows(now))
+    owner = owner or due.worker_identity()
+    report = SweepReport()
+    # Each session on its own: one whose run raises is recorded on its row and retried
+    # with backoff (converge), and every other session and step below still runs.
+    report.rows_created = create_missing_rows(now, report=report)
     for _ in range(200):  # in batches, until nothing due at the sweep's start is left
         batch = due_session_ids(now, limit)
         for session_id in batch:
-            result = converge(session_id, now=now, owner=owner)
+            result = _converge_isolated(session_id, now=now, owner=owner)
             report.converged += 1
             report.outcomes[result.outcome] = report.outcomes.get(result.outcome, 0) + 1
+            if result.outcome == "error":
+                report.failed(session_id, result.error)
         if len(batch) < limit:
             break
     if drift:
@@ -755,8 +873,23 @@ def sweep(*, now: datetime | None = None, limit: int = 500, drift: bool = True,
             repair_drift(report, now=now, owner=owner)
         except (DiscordError, NotConfigured) as exc:
             report.drift_error = _describe(exc)
-    prune_task_results(now)
+        except Exception as exc:  # a bug or the database: the rest of the sweep still runs
+            log.exception("drift repair failed")
+            report.drift_error = due.describe(exc)
+    due.isolated("task_prune", "pruning finished wake-ups", prune_task_results, now)
     return report
+
+
+def _converge_isolated(session_id: int, *, now: datetime, owner: str) -> RunResult:
+    """``converge``, never raising: what it cannot record itself (the database failed) is
+    recorded with kit.due's backoff, or else the row's lease expires and a later sweep
+    retries it."""
+    try:
+        return converge(session_id, now=now, owner=owner)
+    except Exception as exc:
+        log.exception("access run for session %s failed", session_id)
+        due.record_failure(SessionAccess, session_id, owner=owner, now=now, exc=exc)
+        return RunResult(session_id, "error", error=due.describe(exc))
 
 
 def prune_task_results(now: datetime, keep: timedelta = timedelta(hours=1)) -> int:
@@ -793,7 +926,7 @@ def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None
             SessionAccess.objects.filter(pk=row.pk).update(
                 channel_id="", create_intent_at=None, granted=[], next_due_at=now)
             report.channels_recreated += 1
-            converge(row.pk, now=now, owner=owner)
+            _converge_isolated(row.pk, now=now, owner=owner)
             continue
         if row.mode == "member_overwrites":
             actual = sorted(str(o["id"]) for o in channel.get("permission_overwrites", [])
@@ -802,7 +935,7 @@ def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None
             if actual != sorted(row.granted):
                 SessionAccess.objects.filter(pk=row.pk).update(granted=actual, next_due_at=now)
                 report.overwrites_repaired += 1
-                converge(row.pk, now=now, owner=owner)
+                _converge_isolated(row.pk, now=now, owner=owner)
                 continue
         verified.append(row.pk)
     for start in range(0, len(verified), 500):
@@ -901,28 +1034,54 @@ def gates_of(session: Session) -> list[rules.Gate]:
     return rules.timeline(session.starts_at, session.ends_at, _policy(session.offer))
 
 
+class AccessUnavailable(CoachgateError):
+    """A session's access policy cannot be read (stored before validation existed): its
+    gates are unknown until an admin fixes it. Pages and the API show this instead."""
+
+    status = 409
+    code = "access_unavailable"
+    default_message = ("Access to this session is unavailable: its access settings cannot "
+                       "be read. An admin can see why on the session's access row.")
+
+
+def readable_gates(session: Session) -> list[rules.Gate]:
+    """``gates_of``, raising AccessUnavailable (with the reason for admins in ``details``)
+    whatever an unreadable policy raises."""
+    try:
+        return gates_of(session)
+    except Exception as exc:
+        raise AccessUnavailable(details={"reason": due.describe(exc)}) from exc
+
+
 @dataclass(frozen=True)
 class JoinInfo:
     open: bool
-    opens_at: datetime
-    closes_at: datetime
+    opens_at: datetime | None
+    closes_at: datetime | None
     link: str | None
+    # Set when the session's access cannot be worked out (the page says so, nothing else).
+    unavailable: str = ""
 
 
 def join_info(sessions: list[Session], now: datetime) -> dict[int, JoinInfo]:
     """For pages: when each session's join button opens and, inside the window, where it
-    leads. One query for all the access rows."""
+    leads. One query for all the access rows. A session whose policy cannot be read is
+    marked unavailable; the others are unaffected."""
     rows = SessionAccess.objects.in_bulk([s.pk for s in sessions])
     out: dict[int, JoinInfo] = {}
     for s in sessions:
-        gates = gates_of(s)
-        open_now = rules.join_window_open(gates, live=s.status in LIVE, now=now)
-        row = rows.get(s.pk)
-        if row is not None:
-            row.session = s
-        out[s.pk] = JoinInfo(open_now, rules.gate_at(gates, GateKind.JOIN_WINDOW),
-                             rules.gate_at(gates, GateKind.REVOKE),
-                             channel_link(row) if open_now and row is not None else None)
+        try:
+            gates = readable_gates(s)
+            open_now = rules.join_window_open(gates, live=s.status in LIVE, now=now)
+            row = rows.get(s.pk)
+            if row is not None:
+                row.session = s
+            out[s.pk] = JoinInfo(open_now, rules.gate_at(gates, GateKind.JOIN_WINDOW),
+                                 rules.gate_at(gates, GateKind.REVOKE),
+                                 channel_link(row) if open_now and row is not None else None)
+        except AccessUnavailable as exc:
+            log.warning("session %s: %s", s.pk, exc.details.get("reason"))
+            out[s.pk] = JoinInfo(False, None, None, None, unavailable=exc.message)
     return out
 
 

@@ -13,4 +13,5 @@ def converge_session(session_id: int) -> str:
     """access.converge: bring one session's access in line with the clock."""
     from .services import converge
 
-    return converge(session_id, now=clock.now()).outcome
+    # A stray wake-up (a busy retry, a stale time) never cuts a failed row's backoff short.
+    return converge(session_id, now=clock.now(), respect_backoff=True).outcome

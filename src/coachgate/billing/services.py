@@ -700,9 +700,14 @@ def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 
         report.sessions += len(gates)
         if len(gates) < BATCH:
             break
+    from .tasks import run_due as run_due_task
+
+    # A payment that raises (bad data, a bug) is recorded on its row and retried with
+    # backoff by kit.due; the others carry on.
     report.payments, failed = due.drain(
         Payment, lambda pk: run_payment(pk, now=now, owner=owner, claimed=True), now=now,
-        owner=owner, lease=LEASE, batch=BATCH, max_batches=max_batches)
+        owner=owner, lease=LEASE, batch=BATCH, max_batches=max_batches,
+        wake_task=run_due_task)
     report.errors += failed
     return report
 
@@ -743,11 +748,12 @@ def _run_gate(session_id: int, *, now: datetime, owner: str,
         _observe_lateness([(session_id, due_at)])
         settle_session(session_id, now=now, owner=owner)
         return True
-    except Exception as exc:  # a bug or the database: retry with backoff, never lose the gate
+    except Exception as exc:  # a bug, bad data or the database: retry with backoff
+        from .tasks import run_due as run_due_task
+
         log.exception("settlement of session %s failed", session_id)
-        with transaction.atomic():
-            _wake_on_commit(due.retry_later(SessionBilling, session_id, owner=owner, now=now,
-                                            exc=exc))
+        due.record_failure(SessionBilling, session_id, owner=owner, now=now, exc=exc,
+                           wake_task=run_due_task)
         return False
 
 
@@ -1074,21 +1080,29 @@ def sweep(*, now: datetime | None = None, owner: str = "", limit: int = 500) -> 
     missing = list(Booking.objects.filter(charge__isnull=True,
                                           session__ends_at__gte=now - timedelta(days=7))
                    .values_list("pk", flat=True)[:limit])
+    # Each repair on its own (kit.due.isolated): one that raises is logged and counted,
+    # and the next sweep tries it again; the others and the gates still run.
+    repair_failed = 0
     for booking_id in missing:
-        with transaction.atomic():
-            record_booking(booking_id, now=now)
+        repair_failed += not due.isolated(
+            "booking_repair", f"recording booking {booking_id}",
+            record_booking, booking_id, now=now, atomic=True)
     gateless = list(Session.objects.filter(billing__isnull=True, bookings__isnull=False,
                                            ends_at__gte=now - timedelta(days=7))
                     .select_related("offer").distinct()[:limit])
     for session in gateless:
-        with transaction.atomic():
-            sync_session_gate(session, now=now)
+        repair_failed += not due.isolated(
+            "settle_repair", f"the settlement gate of session {session.pk}",
+            sync_session_gate, session, now=now, atomic=True)
     unprocessed = list(WebhookEvent.objects.filter(
         status=WebhookStatus.RECEIVED, received_at__lte=now - timedelta(seconds=30))
         .values_list("pk", flat=True)[:limit])
     for pk in unprocessed:
-        process_webhook(pk, now=now)
-    return run_due(now=now, owner=owner)
+        repair_failed += not due.isolated(
+            "webhook", f"webhook event {pk}", process_webhook, pk, now=now)
+    report = run_due(now=now, owner=owner)
+    report.errors += repair_failed
+    return report
 
 
 # --- balances, statements, payouts ------------------------------------------------------------

@@ -8,6 +8,7 @@ PostgreSQL two workers skip each other's rows (SKIP LOCKED) instead of queueing.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -17,6 +18,10 @@ from typing import Any
 
 from django.db import connection, models, transaction
 from django.db.models import Model, Q
+
+from coachgate.kit import metrics
+
+log = logging.getLogger(__name__)
 
 
 class TimerRow(models.Model):
@@ -75,31 +80,111 @@ MAX_BACKOFF = timedelta(minutes=10)
 
 
 def drain(model: type[Model], run_one: Callable[[Any], bool], *, now: datetime, owner: str,
-          lease: timedelta, batch: int, max_batches: int = 1000) -> tuple[int, int]:
+          lease: timedelta, batch: int, max_batches: int = 1000,
+          wake_task: Any = None) -> tuple[int, int]:
     """Claim due rows batch after batch and run each with ``run_one(pk) -> ok`` until
-    fewer than a batch is left. Returns (rows run, rows that failed)."""
+    fewer than a batch is left. Returns (rows run, rows that failed).
+
+    Each row runs on its own (``run_isolated``): one that raises is recorded and retried
+    later, and the rest of the batch carries on."""
     ran = failed = 0
     for _ in range(max_batches):
         keys = claim_due(model, now=now, owner=owner, lease=lease, limit=batch)
         for pk in keys:
-            failed += not run_one(pk)
+            failed += not run_isolated(model, pk, run_one, now=now, owner=owner,
+                                       wake_task=wake_task)
         ran += len(keys)
         if len(keys) < batch:
             break
     return ran, failed
 
 
+def run_isolated(model: type[Model], pk: Any, run_one: Callable[[Any], bool], *,
+                 now: datetime, owner: str, wake_task: Any = None) -> bool:
+    """Run one claimed row; whatever it raises (a row stored before validation existed, a
+    bug, the database) stays with that row: its error is recorded on it, it is retried
+    with backoff (``retry_later``, woken through ``wake_task`` if given) and False is
+    returned. Never raises."""
+    try:
+        return bool(run_one(pk))
+    except Exception as exc:
+        log.exception("%s %s failed; retrying it later", model._meta.label, pk)
+        record_failure(model, pk, owner=owner, now=now, exc=exc, wake_task=wake_task)
+        return False
+
+
+def record_failure(model: type[Model], pk: Any, *, owner: str, now: datetime,
+                   exc: Exception, wake_task: Any = None) -> datetime | None:
+    """``retry_later`` in its own transaction, and never raising: when even that fails (the
+    database is away), the row's lease expires and the next claim retries it."""
+    try:
+        with transaction.atomic():
+            at = retry_later(model, pk, owner=owner, now=now, exc=exc)
+            if wake_task is not None:
+                wake_on_commit(wake_task, at)
+        return at
+    except Exception:
+        log.exception("could not record the failure of %s %s", model._meta.label, pk)
+        return None
+
+
+def isolated(kind: str, what: str, step: Callable[..., object], *args: Any,
+             atomic: bool = False, **kwargs: Any) -> bool:
+    """Run one repair step of a sweep (a row without a timer of its own: a booking that lost
+    its event, a seat out of step), in a transaction of its own if ``atomic``, so that
+    whatever it raises stays with it: logged, counted in
+    ``coachgate_gate_runs_total{kind, result="error"}``, tried again by the next sweep.
+    Runs ``step(*args, **kwargs)``; returns whether it succeeded."""
+    try:
+        if atomic:
+            with transaction.atomic():
+                step(*args, **kwargs)
+        else:
+            step(*args, **kwargs)
+        return True
+    except Exception:
+        log.exception("%s failed; the next sweep tries again", what)
+        metrics.GATE_RUNS.labels(kind=kind, result="error").inc()
+        return False
+
+
+def describe(exc: BaseException) -> str:
+    """An error as admins read it: its type, message and (for business errors) the field."""
+    details = getattr(exc, "details", None)
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(details, dict) and details.get("field"):
+        text += f" (field {details['field']})"
+    return text[:2000]
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after the ``attempts``-th failure in a row (1, 2, …): 1 s, 2 s, 4 s … at
+    most MAX_BACKOFF."""
+    return min(MAX_BACKOFF, timedelta(seconds=2 ** min(max(attempts - 1, 0), 9)))
+
+
 def retry_later(model: type[Model], pk: Any, *, owner: str, now: datetime,
                 exc: Exception) -> datetime:
-    """A run of a claimed row failed (a bug, the database): record why, back off
+    """A run of a claimed row failed (a bug, bad data, the database): record why, back off
     exponentially (at most MAX_BACKOFF) and return when it is due again. The caller wakes
-    a task for that time."""
+    a task for that time. Counted in ``coachgate_gate_runs_total{result="error"}``."""
     attempts = model._default_manager.filter(pk=pk).values_list(
         "attempts", flat=True).first() or 0
-    retry = now + min(MAX_BACKOFF, timedelta(seconds=2 ** min(attempts, 9)))
-    release(model, pk, owner=owner, attempts=attempts + 1,
-            last_error=f"{type(exc).__name__}: {exc}"[:2000], next_due_at=retry)
+    retry = now + backoff(attempts + 1)
+    release(model, pk, owner=owner, attempts=attempts + 1, last_error=describe(exc),
+            next_due_at=retry)
+    metrics.GATE_RUNS.labels(kind=model._meta.model_name, result="error").inc()
     return retry
+
+
+def failing_rows(model: type[Model], *, limit: int = 50) -> list[dict[str, Any]]:
+    """Rows whose last run failed and that are waiting for their retry (for reports: one
+    range scan of the ``next_due_at`` partial index)."""
+    rows = (model._default_manager.filter(next_due_at__isnull=False, attempts__gt=0)
+            .exclude(last_error="").order_by("next_due_at")
+            .values_list("pk", "attempts", "next_due_at", "last_error")[:limit])
+    return [{"id": pk, "attempts": attempts, "retry_at": at.isoformat(), "error": error}
+            for pk, attempts, at, error in rows]
 
 
 def release(model: type[Model], pk: Any, *, owner: str, **fields: Any) -> None:

@@ -713,8 +713,9 @@ def run_seat_gate(seat_id: int, *, now: datetime, owner: str) -> bool:
 
 def _retry_later(model: type[Pack] | type[Seat], pk: int, *, owner: str, now: datetime,
                  exc: Exception) -> None:
-    with transaction.atomic():
-        _wake_on_commit(due.retry_later(model, pk, owner=owner, now=now, exc=exc))
+    from .tasks import run_due as run_due_task
+
+    due.record_failure(model, pk, owner=owner, now=now, exc=exc, wake_task=run_due_task)
 
 
 def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 1000
@@ -725,12 +726,14 @@ def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 
     now = now or clock.now()
     owner = owner or due.worker_identity()
     report = DueReport()
+    from .tasks import run_due as run_due_task
+
     report.packs, failed_packs = due.drain(
         Pack, lambda pk: run_pack_gate(pk, now=now, owner=owner), now=now, owner=owner,
-        lease=LEASE, batch=BATCH, max_batches=max_batches)
+        lease=LEASE, batch=BATCH, max_batches=max_batches, wake_task=run_due_task)
     report.seats, failed_seats = due.drain(
         Seat, lambda pk: run_seat_gate(pk, now=now, owner=owner), now=now, owner=owner,
-        lease=LEASE, batch=BATCH, max_batches=max_batches)
+        lease=LEASE, batch=BATCH, max_batches=max_batches, wake_task=run_due_task)
     report.errors = failed_packs + failed_seats
     return report
 
@@ -749,12 +752,15 @@ def repair(*, now: datetime, limit: int = 500) -> int:
     stale += list(Seat.objects.filter(status=SeatStatus.GRACE, packs__status=PackStatus.ACTIVE)
                   .values_list("pk", flat=True).distinct()[:limit])
     for seat_id in stale:
-        with transaction.atomic():
-            lapsed = (Pack.objects.filter(seat_id=seat_id)
-                      .exclude(status=PackStatus.ACTIVE).order_by("-purchased_at").first())
-            sync_seat(seat_id, now=now, lapsed_at=_lapsed_at(lapsed) if lapsed else now)
-        touched += 1
+        touched += due.isolated("seat_repair", f"repairing seat {seat_id}", _repair_seat,
+                                seat_id, now, atomic=True)
     return touched
+
+
+def _repair_seat(seat_id: int, now: datetime) -> None:
+    lapsed = (Pack.objects.filter(seat_id=seat_id)
+              .exclude(status=PackStatus.ACTIVE).order_by("-purchased_at").first())
+    sync_seat(seat_id, now=now, lapsed_at=_lapsed_at(lapsed) if lapsed else now)
 
 
 def _lapsed_at(pack: Pack) -> datetime:
