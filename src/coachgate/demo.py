@@ -180,7 +180,8 @@ LIFECYCLE_POLICY = {"grant_before_s": 20, "revoke_after_s": 10, "join_window_bef
 
 
 def _lifecycle_offer() -> int:
-    """A coach available all day (UTC) with a one-minute Discord offer on second gates."""
+    """A coach (UTC) with a one-minute Discord offer on second gates; run_lifecycle opens
+    the minute it books."""
     from coachgate.catalog.models import Offer
 
     offer = Offer.objects.filter(coach__user__email=LIFECYCLE_COACH).first()
@@ -193,15 +194,28 @@ def _lifecycle_offer() -> int:
                                       specialties=["demo"], timezone="UTC", motivation="demo")
         catalog.approve_application(admin, app.pk)
         user.refresh_from_db()
-        scheduling.set_weekly_availability(user, [
-            scheduling.RuleInput(d, dtime(0, 0), dtime(23, 59)) for d in range(7)])
         offer = catalog.create_offer(user, {
             "title": "Demo: one-minute session", "price_minor": 100, "currency": "USD",
-            "duration_minutes": 1, "slot_step_minutes": 1, "min_notice_minutes": 0,
+            "duration_minutes": 1, "min_notice_minutes": 0,
             "delivery": "discord_voice", "session_type": "audio",
             "access_policy": LIFECYCLE_POLICY})
         catalog.set_offer_status(user, offer.pk, "published")
     return offer.pk
+
+
+def _open_minute(start: datetime) -> datetime:
+    """Make the lifecycle coach available for exactly the minute from ``start`` (or the next
+    one, at midnight): slots step at least 5 minutes from the start of an availability
+    range, so the demo's range is that minute alone. Returns the slot's start."""
+    coach = User.objects.get(email=LIFECYCLE_COACH)
+    if start.time() >= dtime(23, 59):
+        start += timedelta(minutes=1)  # a range ends on its own day
+    scheduling.set_weekly_availability(coach, [])  # demo databases from before had all day
+    for old in scheduling.list_overrides(coach.coach_profile):
+        scheduling.delete_override(coach, old.pk)
+    scheduling.add_override(coach, day=start.date(), kind="extra", start=start.time(),
+                            end=(start + timedelta(minutes=1)).time())
+    return start
 
 
 def run_lifecycle(emu: DiscordEmulator, out: TextIO = sys.stdout, timeout: float = 240) -> bool:
@@ -219,6 +233,7 @@ def run_lifecycle(emu: DiscordEmulator, out: TextIO = sys.stdout, timeout: float
     slot_start = (t0 + timedelta(seconds=60)).replace(second=0, microsecond=0)
     if slot_start < t0 + timedelta(seconds=45):
         slot_start += timedelta(minutes=1)
+    slot_start = _open_minute(slot_start)
     booking = scheduling.book_session(student, offer_id, slot_start, now=t0)
     session = booking.session
 

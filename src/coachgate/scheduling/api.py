@@ -120,6 +120,8 @@ class SlotQuery(Schema):
     to: AwareDatetime | None = None
     tz: str | None = Field(None, max_length=64,
                            description="Time zone to show local times in (default: yours)")
+    limit: int = Field(services.DEFAULT_SLOT_LIMIT, ge=1, le=services.MAX_SLOT_LIMIT,
+                       description="How many slots at most in this answer")
 
 
 class SlotOut(Schema):
@@ -134,20 +136,27 @@ class SlotsOut(Schema):
     offer_id: int
     timezone: str
     slots: list[SlotOut]
+    next: datetime | None = Field(
+        description="More slots follow: ask again with this as `from` (same `to`, `tz`, "
+                    "`limit`). null: these are all the slots up to `to`.")
 
 
 @router.get("/offers/{offer_id}/slots", response=SlotsOut, auth=None,
-            summary="Bookable slots, in UTC and in the viewer's time zone")
+            summary="Bookable slots, in UTC and in the viewer's time zone, a page at a time",
+            description=f"At most {services.MAX_SLOT_WINDOW.days} days from `from` to `to` "
+                        f"and `limit` slots (default {services.DEFAULT_SLOT_LIMIT}, at most "
+                        f"{services.MAX_SLOT_LIMIT}) per answer; `next` is the `from` of the "
+                        "next page.")
 def slots(request: HttpRequest, offer_id: int, q: Query[SlotQuery]) -> SlotsOut:
     viewer = optional_user(request)
     tzname = validate_timezone(q.tz, "tz") if q.tz else (viewer.timezone if viewer else "UTC")
     tz = ZoneInfo(tzname)
     offer = get_offer(viewer, offer_id)
-    found = services.list_slots(viewer, offer, start=q.from_, end=q.to)
-    return SlotsOut(offer_id=offer.pk, timezone=tzname, slots=[
+    page = services.slot_page(viewer, offer, start=q.from_, end=q.to, limit=q.limit)
+    return SlotsOut(offer_id=offer.pk, timezone=tzname, next=page.next_start, slots=[
         SlotOut(start=s.start, end=s.end, local_start=s.start.astimezone(tz).isoformat(),
                 local_end=s.end.astimezone(tz).isoformat(), seats_left=s.seats_left)
-        for s in found])
+        for s in page.slots])
 
 
 # --- sessions -------------------------------------------------------------------------

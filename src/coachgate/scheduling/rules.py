@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import pairwise
+from itertools import islice
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -376,6 +376,7 @@ def compute_slots(
     now: datetime,
     window_start: datetime | None = None,
     window_end: datetime | None = None,
+    limit: int | None = None,
 ) -> list[Slot]:
     """Bookable slots (aware UTC, sorted by start, unique starts) for one coach and offer.
 
@@ -385,6 +386,36 @@ def compute_slots(
     e + rules.buffer_after > busy.start - busy.buffer_before),
     now + min_notice <= s <= now + horizon, window_start <= s < window_end (when given), and
     its local date has fewer than ``max_per_day`` busy intervals starting on it.
+
+    With ``limit``, only the first ``limit`` slots: the engine stops as soon as it has them.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or limit < 0):
+        raise ValueError("limit must be None or an int >= 0")
+    starts = list(islice(_slot_starts(tz, weekly, overrides, rules, busy, now, window_start,
+                                      window_end), limit))
+    duration = rules.duration
+    return [
+        Slot(start=s.replace(tzinfo=UTC), end=(s + duration).replace(tzinfo=UTC)) for s in starts
+    ]
+
+
+def _slot_starts(
+    tz: ZoneInfo,
+    weekly: Sequence[WeeklyRule],
+    overrides: Sequence[DateOverride],
+    rules: BookingRules,
+    busy: Sequence[Interval],
+    now: datetime,
+    window_start: datetime | None,
+    window_end: datetime | None,
+) -> Iterator[datetime]:
+    """The naive-UTC starts of compute_slots, earliest first, computed lazily.
+
+    Starts come out strictly increasing by construction: local days in order, each day's
+    merged ranges sorted and disjoint, wall times stepping forward, and a wall time maps to
+    its first occurrence (so a later wall time is never an earlier instant). A caller may
+    therefore stop after the first n.
     """
     validate_booking_rules(rules)
     now_utc = _require_aware(now, "now").replace(tzinfo=None)
@@ -397,9 +428,9 @@ def compute_slots(
         window_end_utc = _require_aware(window_end, "window_end").replace(tzinfo=None)
     busy_starts, busy_ends = _merged_busy(busy, rules.buffer_before, rules.buffer_after)
     if latest < earliest or (window_end_utc is not None and window_end_utc <= earliest):
-        return []
+        return
     if rules.max_per_day == 0:
-        return []  # a cap of zero sessions per day leaves nothing bookable
+        return  # a cap of zero sessions per day leaves nothing bookable
 
     weekly_idx = _index_weekly(weekly)
     extra, blocked, blocked_days = _index_overrides(overrides)
@@ -417,7 +448,7 @@ def compute_slots(
         window_last = window_end_utc.replace(tzinfo=UTC).astimezone(tz).date()
         last_day = min(last_day, window_last + _ONE_DAY)
 
-    starts: list[datetime] = []
+    previous: datetime | None = None
     n_busy = len(busy_starts)
     day = first_day
     while day <= last_day:
@@ -446,12 +477,9 @@ def compute_slots(
                     idx = bisect_left(busy_starts, end)
                     if idx and busy_ends[idx - 1] > start:
                         continue
-                starts.append(start)
+                # The guarantee callers rely on to stop early; cheap to keep explicit.
+                if previous is not None and start <= previous:
+                    raise AssertionError(f"slot starts out of order: {start} after {previous}")
+                previous = start
+                yield start
         day += _ONE_DAY
-
-    # Instants are strictly increasing by construction; keep the guarantee explicit and cheap.
-    if any(a >= b for a, b in pairwise(starts)):
-        starts = sorted(set(starts))
-    return [
-        Slot(start=s.replace(tzinfo=UTC), end=(s + duration).replace(tzinfo=UTC)) for s in starts
-    ]

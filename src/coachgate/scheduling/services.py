@@ -18,7 +18,11 @@ from django.db.models import F, Q, QuerySet
 
 from coachgate.accounts.models import Role, User
 from coachgate.catalog.models import CoachProfile, Offer
-from coachgate.catalog.rules import parse_access_policy, validate_intake_answers
+from coachgate.catalog.rules import (
+    MIN_SLOT_STEP_MINUTES,
+    parse_access_policy,
+    validate_intake_answers,
+)
 from coachgate.catalog.services import coach_profile_of
 from coachgate.kit import clock
 from coachgate.kit.errors import (
@@ -56,7 +60,12 @@ from .signals import bump_availability_version
 
 T = TypeVar("T")
 OVERLAP_CONSTRAINT = "scheduling_session_no_overlap"
-MAX_SLOT_WINDOW = timedelta(days=92)
+MAX_SLOT_WINDOW = timedelta(days=92)  # the widest range one slot request may ask for
+# How many slots one answer holds (the API's `limit`): a page, with the next page's start.
+DEFAULT_SLOT_LIMIT = 200
+MAX_SLOT_LIMIT = 500
+# Offers step at least this often even when stored otherwise (catalog.rules refuses less).
+MIN_SLOT_STEP = timedelta(minutes=MIN_SLOT_STEP_MINUTES)
 
 # --- availability ---------------------------------------------------------------------
 
@@ -115,6 +124,11 @@ def add_override(
 ) -> AvailabilityOverride:
     coach = coach_profile_of(actor)
     _as_input(rules.DateOverride, "override", day, kind, start, end)
+    # The instants of every date the slot engine touches stay inside kit.clock's range, as
+    # bookings do (9999-12-31 would overflow the first step past it).
+    if not clock.EARLIEST.date() <= day < clock.LATEST.date():
+        raise InvalidInput("'day' must be between the years 1900 and 9000.",
+                           details={"field": "day"})
     return AvailabilityOverride.objects.create(
         coach=coach, day=day, kind=kind, start_time=start, end_time=end
     )
@@ -142,10 +156,13 @@ class SlotView:
 
 
 def booking_rules(offer: Offer) -> rules.BookingRules:
-    step = offer.slot_step_minutes
+    duration = timedelta(minutes=offer.duration_minutes)
+    # No step given: the duration, but never under MIN_SLOT_STEP (a one-minute offer would
+    # otherwise list a slot every minute).
+    step = timedelta(minutes=offer.slot_step_minutes) if offer.slot_step_minutes else duration
     return rules.BookingRules(
-        duration=timedelta(minutes=offer.duration_minutes),
-        step=timedelta(minutes=step) if step else None,
+        duration=duration,
+        step=max(step, MIN_SLOT_STEP),
         buffer_before=timedelta(minutes=offer.buffer_before_minutes),
         buffer_after=timedelta(minutes=offer.buffer_after_minutes),
         min_notice=timedelta(minutes=offer.min_notice_minutes),
@@ -218,6 +235,7 @@ def _coach_sessions(coach_id: int, start: datetime, end: datetime,
 def _compute(
     offer: Offer, *, start: datetime, end: datetime, now: datetime,
     exclude_session_id: int | None = None, sessions: list[SessionRow] | None = None,
+    limit: int | None = None,
 ) -> list[SlotView]:
     coach = offer.coach
     if sessions is None:
@@ -237,19 +255,33 @@ def _compute(
     slots = rules.compute_slots(
         tz=ZoneInfo(coach.timezone), weekly=weekly, overrides=overrides,
         rules=booking_rules(offer), busy=busy, now=now, window_start=start, window_end=end,
+        limit=limit,
     )
     return [SlotView(s.start, s.end, joinable.get(s.start, offer.capacity)) for s in slots]
 
 
-def list_slots(
-    actor: User | None, offer: Offer, *, start: datetime | None = None,
-    end: datetime | None = None, now: datetime | None = None,
-) -> list[SlotView]:
-    """Bookable slots of an offer between start and end (UTC instants).
+@dataclass(frozen=True)
+class SlotPage:
+    slots: list[SlotView]
+    # The start of the first slot after this page, to pass as the next request's start;
+    # None when the page holds every slot up to the range's end.
+    next_start: datetime | None
 
+
+def slot_page(
+    actor: User | None, offer: Offer, *, start: datetime | None = None,
+    end: datetime | None = None, now: datetime | None = None, limit: int = DEFAULT_SLOT_LIMIT,
+) -> SlotPage:
+    """The first ``limit`` bookable slots of an offer between start and end (UTC instants).
+
+    At most MAX_SLOT_WINDOW of range and MAX_SLOT_LIMIT slots per call; the slot engine
+    stops once it has one slot more than the page (which says where the next page starts).
     Availability is read as of ``offer.coach`` (its availability_version): pass an offer
     loaded for this request, as the routes do.
     """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SLOT_LIMIT:
+        raise InvalidInput(f"'limit' must be between 1 and {MAX_SLOT_LIMIT}.",
+                           details={"field": "limit"})
     now = now or clock.now()
     start = clock.require_aware(start, "from") if start else now
     default_end = start + min(timedelta(days=offer.horizon_days), MAX_SLOT_WINDOW)
@@ -259,15 +291,26 @@ def list_slots(
     if end - start > MAX_SLOT_WINDOW:
         raise InvalidInput("Ask for at most 92 days of slots at a time.", details={"field": "to"})
     if not offer.is_bookable:
-        return []
-    return _compute(offer, start=start, end=end, now=now)
+        return SlotPage([], None)
+    found = _compute(offer, start=start, end=end, now=now, limit=limit + 1)
+    if len(found) > limit:
+        return SlotPage(found[:limit], found[limit].start)
+    return SlotPage(found, None)
+
+
+def list_slots(
+    actor: User | None, offer: Offer, *, start: datetime | None = None,
+    end: datetime | None = None, now: datetime | None = None, limit: int = MAX_SLOT_LIMIT,
+) -> list[SlotView]:
+    """The slots of slot_page, without the next page's start."""
+    return slot_page(actor, offer, start=start, end=end, now=now, limit=limit).slots
 
 
 def _slot_offered(offer: Offer, start: datetime, now: datetime,
                   exclude_session_id: int | None = None,
                   sessions: list[SessionRow] | None = None) -> SlotView | None:
     found = _compute(offer, start=start, end=start + timedelta(seconds=1), now=now,
-                     exclude_session_id=exclude_session_id, sessions=sessions)
+                     exclude_session_id=exclude_session_id, sessions=sessions, limit=1)
     return found[0] if found and found[0].start == start else None
 
 

@@ -86,14 +86,24 @@ def offer_page(request: HttpRequest, offer_id: int) -> HttpResponse:
     offer = catalog.get_offer(viewer, offer_id)
     tz = timezone.get_current_timezone()  # the viewer's, see web.middleware
     now = clock.now()
-    found = scheduling.list_slots(viewer, offer, start=now, end=now + timedelta(days=14))
+    # Two weeks from now (or from ?from=, the "later slots" link), one bounded page.
+    start = now
+    try:
+        asked = datetime.fromisoformat(request.GET.get("from", ""))
+        if asked.tzinfo is not None and now < asked < now + timedelta(days=730):
+            start = asked
+    except ValueError:
+        pass
+    page = scheduling.slot_page(viewer, offer, start=start, end=start + timedelta(days=14),
+                                now=now, limit=scheduling.MAX_SLOT_LIMIT)
     days: dict[str, list[tuple[datetime, scheduling.SlotView]]] = defaultdict(list)
-    for s in found:
+    for s in page.slots:
         local = s.start.astimezone(tz)
         days[local.strftime("%A %d %B %Y")].append((local, s))
     return render(request, "web/offer.html", {
         "offer": offer, "price": format_amount(offer.price_minor, offer.currency),
         "days": dict(days), "tz": str(tz),
+        "later": page.next_start.isoformat() if page.next_start else None,
     })
 
 
