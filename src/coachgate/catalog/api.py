@@ -16,6 +16,7 @@ from coachgate.kit.errors import InvalidInput
 
 from . import services
 from .models import CoachProfile, Offer
+from .rules import MIN_SLOT_STEP_MINUTES
 
 router = Router(tags=["catalog"], auth=API_AUTH)
 
@@ -44,7 +45,7 @@ class OfferBase(Schema):
     min_notice_minutes: int = Field(120, ge=0, le=60 * 24 * 60)
     horizon_days: int = Field(60, ge=1, le=730)
     max_sessions_per_day: int | None = Field(None, ge=1, le=96)
-    slot_step_minutes: int | None = Field(None, ge=1, le=1440)
+    slot_step_minutes: int | None = Field(None, ge=MIN_SLOT_STEP_MINUTES, le=1440)
     free_cancellation_hours: int = Field(24, ge=0, le=24 * 60)
     access_policy: dict[str, Any] = Field(default_factory=dict)
     money_policy: dict[str, Any] = Field(default_factory=dict)
@@ -75,7 +76,7 @@ class OfferPatch(Schema):
     min_notice_minutes: int | None = Field(None, ge=0, le=60 * 24 * 60)
     horizon_days: int | None = Field(None, ge=1, le=730)
     max_sessions_per_day: int | None = Field(None, ge=1, le=96)
-    slot_step_minutes: int | None = Field(None, ge=1, le=1440)
+    slot_step_minutes: int | None = Field(None, ge=MIN_SLOT_STEP_MINUTES, le=1440)
     free_cancellation_hours: int | None = Field(None, ge=0, le=24 * 60)
     access_policy: dict[str, Any] | None = None
     money_policy: dict[str, Any] | None = None
