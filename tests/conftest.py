@@ -126,6 +126,10 @@ def now() -> datetime:
     return MONDAY - timedelta(days=2, hours=12)
 
 
+# Autouse: every payment gateway call in every test fails inside a database transaction.
+from tests.gateway_guard import gateway_calls_outside_transactions  # noqa: E402, F401
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     # PBKDF2's deliberate slowness is for production; tests create many users.

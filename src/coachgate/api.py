@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
@@ -12,7 +13,7 @@ from coachgate.access.api import router as access_router
 from coachgate.accounts.api import router as accounts_router
 from coachgate.billing.api import router as billing_router
 from coachgate.catalog.api import router as catalog_router
-from coachgate.kit.errors import CoachgateError
+from coachgate.kit.errors import CoachgateError, DatabaseBusy, is_database_busy
 from coachgate.packs.api import router as packs_router
 from coachgate.scheduling.api import router as scheduling_router
 
@@ -87,6 +88,19 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         return _error(request, 400, "malformed_json", "The request body is not valid JSON.")
     return _error(request, exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"),
                   str(exc))
+
+
+# A lock wait that ran out (SQLite's busy timeout, PostgreSQL's lock_timeout) wrote nothing:
+# 503 with a stable code and Retry-After, never a 500. Other database errors are bugs.
+@api.exception_handler(OperationalError)
+def _database_error(request: HttpRequest, exc: OperationalError) -> HttpResponse:
+    if not is_database_busy(exc):
+        return _unexpected(request, exc)
+    log.warning("database busy on %s %s: %s", request.method, request.path, exc)
+    busy = DatabaseBusy()
+    response = _error(request, busy.status, busy.code, busy.message, busy.details)
+    response["Retry-After"] = str(busy.retry_after_s)
+    return response
 
 
 @api.exception_handler(Exception)

@@ -23,6 +23,16 @@ def _env_bool(name: str, default: bool) -> bool:
 
 DATA_DIR = Path(os.environ.get("COACHGATE_DATA_DIR", Path.cwd() / "var")).resolve()
 
+# Production mode: one switch (COACHGATE_PRODUCTION=1) that turns on the HTTPS posture
+# below and refuses to start with DEBUG on or a weak secret key (see _weak_posture).
+PRODUCTION = _env_bool("COACHGATE_PRODUCTION", False)
+
+
+def _private_dir(path: Path) -> None:
+    """The data directory holds the database and the generated secret key: a new one is
+    created 0700 (an existing one is left as the operator made it)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
 
 def _secret_key() -> str:
     # An operator sets COACHGATE_SECRET_KEY. The embedded default keeps a generated key in
@@ -30,11 +40,15 @@ def _secret_key() -> str:
     key = os.environ.get("COACHGATE_SECRET_KEY")
     if key:
         return key
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    if PRODUCTION:
+        return ""  # refused below: production never generates its own key
+    _private_dir(DATA_DIR)
     path = DATA_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        # Created 0600 in one step: never readable by others, not even for a moment.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -49,6 +63,59 @@ CSRF_TRUSTED_ORIGINS = [
     o.strip() for o in os.environ.get("COACHGATE_CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
 ]
 
+# Values that appear in documentation or examples; never a real deployment's key.
+_EXAMPLE_SECRET_KEYS = frozenset({"change-me", "changeme", "secret", "...", "dev", "demo"})
+
+
+def _weak_posture() -> list[str]:
+    """What production mode refuses. SECRET_KEY signs sessions and, unless
+    COACHGATE_ENCRYPTION_KEY is set, the key for secrets at rest derives from it."""
+    problems = []
+    if DEBUG:
+        problems.append("COACHGATE_DEBUG is on (debug pages show settings and code)")
+    key = os.environ.get("COACHGATE_SECRET_KEY", "")
+    if not key:
+        problems.append("COACHGATE_SECRET_KEY is not set (production keeps the key out of "
+                        "the data directory, next to the data it protects)")
+    elif (len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-")
+          or key.strip().lower() in _EXAMPLE_SECRET_KEYS):
+        problems.append("COACHGATE_SECRET_KEY is too short or a default (at least 50 "
+                        "random characters, e.g. python3 -c 'import secrets; "
+                        "print(secrets.token_urlsafe(50))')")
+    return problems
+
+
+if PRODUCTION and (_problems := _weak_posture()):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("COACHGATE_PRODUCTION=1 refuses to start: "
+                               + "; ".join(_problems) + ".")
+
+# --- HTTPS posture (production defaults; each can be set on its own) --------------------
+# Behind a TLS-terminating proxy, set COACHGATE_TRUSTED_PROXY so that the proxy's
+# X-Forwarded-Proto tells coachgate a request was HTTPS (see docs/operations.md).
+SECURE_SSL_REDIRECT = _env_bool("COACHGATE_SSL_REDIRECT", PRODUCTION)
+# Probes from the machine itself speak plain HTTP to 127.0.0.1.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = int(os.environ.get("COACHGATE_HSTS_SECONDS",
+                                         "31536000" if PRODUCTION else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("COACHGATE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = _env_bool("COACHGATE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else [
+    # Preloading is a submission to the browsers' list that is hard to undo: the operator's
+    # decision (COACHGATE_HSTS_PRELOAD), not a default that check --deploy should push.
+    "security.W021",
+]
+# Content-Security-Policy for every response (coachgate.web.middleware). "{nonce}" is
+# replaced per response by the nonce that templates put on their inline scripts. Empty:
+# no header.
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "COACHGATE_CSP",
+    "default-src 'self'; script-src 'self' 'nonce-{nonce}'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'",
+)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -56,6 +123,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # django-ninja's templates and static files: /api/v1/docs serves its bundled Swagger UI
+    # (without it in INSTALLED_APPS the page loads Swagger UI from a CDN).
+    "ninja",
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
@@ -76,7 +146,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "coachgate.web.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "coachgate.web.middleware.InputGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -86,7 +158,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "coachgate.web.middleware.ViewerTimezoneMiddleware",
-    "coachgate.web.middleware.ApiMethodNotAllowedMiddleware",
+    "coachgate.web.middleware.ApiJsonErrorsMiddleware",
+    "coachgate.web.busy.DatabaseBusyMiddleware",  # a lock wait that ran out: 503, not 500
 ]
 
 ROOT_URLCONF = "coachgate.urls"
@@ -113,9 +186,25 @@ TEMPLATES = [
 # write lock up front, so writers are serialized and the overlap trigger sees committed
 # state (see scheduling/migrations/0002).
 _default_sqlite = f"sqlite:///{DATA_DIR / 'coachgate.sqlite3'}"
+
+
+def _private_sqlite(path: Path) -> None:
+    """The database file is created 0600 before SQLite opens it: SQLite gives its -wal and
+    -shm files the database file's mode, so all three are private. Files an older version
+    created with the umask's mode are tightened."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if p.exists() and p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+    except OSError:  # a read-only or foreign-owned file: SQLite reports what matters
+        pass
+
+
 DATABASE_URL = os.environ.get("DATABASE_URL") or _default_sqlite
 if DATABASE_URL.startswith("sqlite"):
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    _private_dir(DATA_DIR)
 _db = dj_database_url.parse(
     DATABASE_URL, conn_max_age=int(os.environ.get("COACHGATE_DB_CONN_MAX_AGE", "60"))
 )
@@ -131,6 +220,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a real file (not shared-cache memory) so that concurrent threads behave
     # as they do in production.
     _db["TEST"] = {"NAME": str(DATA_DIR / "test-coachgate.sqlite3")}
+    if _db["NAME"] != ":memory:" and not str(_db["NAME"]).startswith("file:"):
+        _private_sqlite(Path(_db["NAME"]))
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ATOMIC_REQUESTS = False
@@ -151,6 +242,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# allauth decides by the client's address (the login rate limit) through this adapter,
+# which believes X-Forwarded-For only from COACHGATE_TRUSTED_PROXY (coachgate.kit.http).
+ACCOUNT_ADAPTER = "coachgate.web.adapter.AccountAdapter"
+
+# --- Cache ----------------------------------------------------------------------------
+# allauth keeps its rate-limit counters (failed logins per address and per account) in
+# the default cache. A per-process memory cache would give every web process its own
+# counters and forget them on restart, so the default is a table in the database that
+# every process shares (`coachgate migrate`, `serve` and `demo` create it).
+CACHES = {
+    "default": {
+        "BACKEND": os.environ.get("COACHGATE_CACHE_BACKEND",
+                                  "django.core.cache.backends.db.DatabaseCache"),
+        "LOCATION": os.environ.get("COACHGATE_CACHE_LOCATION", "coachgate_cache"),
+    }
+}
 
 # --- Email ----------------------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get(
@@ -197,7 +305,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is mi
 WHITENOISE_USE_FINDERS = True
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = _env_bool("COACHGATE_SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = _env_bool("COACHGATE_SECURE_COOKIES", PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # --- coachgate ------------------------------------------------------------------------
@@ -218,6 +326,11 @@ COACHGATE = {
     "CRON_SECRET": os.environ.get("COACHGATE_CRON_SECRET", ""),
     # Bearer token for /metrics from another machine (loopback and admins need none).
     "METRICS_TOKEN": os.environ.get("COACHGATE_METRICS_TOKEN", ""),
+    # The reverse proxy in front of coachgate, as its address reaches coachgate (e.g.
+    # 127.0.0.1), or "*" for any peer. Only its X-Forwarded-For / X-Forwarded-Proto are
+    # believed; TRUSTED_PROXY_COUNT proxies of yours stand in a row in front of coachgate.
+    "TRUSTED_PROXY": os.environ.get("COACHGATE_TRUSTED_PROXY", "").strip(),
+    "TRUSTED_PROXY_COUNT": int(os.environ.get("COACHGATE_TRUSTED_PROXY_COUNT", "1")),
     # Money. Percentages are exact decimals (strings); amounts are integer minor units.
     "PLATFORM_FEE_PERCENT": os.environ.get("COACHGATE_PLATFORM_FEE_PERCENT", "10"),
     "NO_SHOW_CHARGE_PERCENT": os.environ.get("COACHGATE_NO_SHOW_CHARGE_PERCENT", "50"),
@@ -230,6 +343,11 @@ COACHGATE = {
     "STRIPE_WEBHOOK_SECRET": os.environ.get("COACHGATE_STRIPE_WEBHOOK_SECRET", ""),
     # Empty: Stripe itself. Tests and the demo point it at the local fake.
     "STRIPE_API_BASE": os.environ.get("COACHGATE_STRIPE_API_BASE", ""),
+    # Per HTTP attempt, and retries of one call (same idempotency key): a call takes at most
+    # 3 x 10 s + 1.5 s backoff. Calls run outside transactions (docs/stripe.md).
+    "STRIPE_TIMEOUT": float(os.environ.get("COACHGATE_STRIPE_TIMEOUT", "10")),
+    "STRIPE_MAX_NETWORK_RETRIES": int(os.environ.get("COACHGATE_STRIPE_MAX_NETWORK_RETRIES",
+                                                     "2")),
     # Packs and seats.
     "PACK_GRACE_HOURS": int(os.environ.get("COACHGATE_PACK_GRACE_HOURS", "72")),
     "PACK_FINAL_WARNING_HOURS": int(os.environ.get("COACHGATE_PACK_FINAL_WARNING_HOURS", "12")),

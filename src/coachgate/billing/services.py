@@ -31,7 +31,7 @@ from django.db import transaction
 from coachgate.accounts.models import User
 from coachgate.catalog.models import CoachProfile, Offer
 from coachgate.catalog.rules import parse_money_policy
-from coachgate.kit import clock, due, metrics
+from coachgate.kit import clock, due, metrics, money
 from coachgate.kit.errors import (
     AlreadySettled,
     Forbidden,
@@ -44,18 +44,20 @@ from coachgate.kit.errors import (
     PaymentMethodRequired,
 )
 from coachgate.scheduling import services as scheduling
+from coachgate.scheduling.events import SessionEventKind
 from coachgate.scheduling.lifecycle import TERMINAL, CancellationOutcome, SessionStatus
 from coachgate.scheduling.models import Booking, BookingStatus, Session
 
 from . import ledger, rules
 from .events import booking_settled
-from .gateways import get_gateway
+from .gateways import get_gateway, offline
 from .gateways.base import (
     GatewayUnavailable,
     InvalidSignature,
     PaymentDeclined,
     PaymentGateway,
     PaymentRequest,
+    PaymentResult,
 )
 from .models import (
     Attendance,
@@ -95,7 +97,8 @@ def gateway_name() -> str:
 
 
 def thresholds_of(session: Session) -> rules.Thresholds:
-    policy = parse_money_policy(session.offer.money_policy)
+    # The policy the session was booked under, not the offer's current one.
+    policy = parse_money_policy(session.money_policy)
     minutes = int((session.ends_at - session.starts_at).total_seconds() // 60)
     return rules.thresholds(minutes, policy.no_show_wait_ratio, policy.min_payable_ratio)
 
@@ -221,7 +224,8 @@ def forfeit_prepaid(*, key: str, coach_id: int, amount_minor: int, currency: str
                     now: datetime, memo: str = "") -> None:
     """Prepaid value that will never be used (a pack's sessions left when it expired) is
     earned as if completed: the coach's payout and the platform's fee. Once per ``key``."""
-    split = rules.settle(Outcome.COMPLETED, amount_minor, percentages())
+    split = rules.settle(Outcome.COMPLETED, amount_minor, percentages(),
+                         money.quantum(currency, gateway_name()))
     ledger.record(f"forfeit:{key}", "forfeit", currency, [
         (ledger.DEFERRED, -amount_minor), (ledger.coach_account(coach_id), split.payout),
         (ledger.FEES, split.fee)], at=now, memo=memo or key)
@@ -358,7 +362,10 @@ def _settle_bookings(plan: list[tuple[Booking, Outcome]], *, now: datetime,
             metrics.SETTLEMENTS.labels(outcome=outcome.value, result="duplicate").inc()
             continue  # settled before: never twice
         charge = _charge_for(booking, now)
-        split = rules.settle(outcome, charge.price_minor, pct)
+        # Rounded to what the gateway can move (KWD: 10 fils at Stripe), so the ledger
+        # records exactly what it takes.
+        split = rules.settle(outcome, charge.price_minor, pct,
+                             money.quantum(charge.currency, gateway_name()))
         consumes = outcome in rules.CONSUMING
         made.append((Settlement(
             booking=booking, session_id=booking.session_id, student_id=booking.student_id,
@@ -424,7 +431,7 @@ def _set_captures(captures: list[tuple[Booking, BookingCharge, int]], now: datet
         if payment.gateway == "offline":
             # The offline gateway answers at once and moves nothing: its step is applied
             # here, in the same transaction, under the payment's row lock.
-            _payment_step(payment, get_gateway("offline"), now, collect=entries)
+            _payment_step(payment, now, collect=entries)
         payment.updated_at = clock.now()  # bulk_update does not touch auto_now fields
         changed.append(payment)
     Payment.objects.bulk_update(changed, _PAYMENT_STEP_FIELDS)
@@ -453,7 +460,7 @@ def _after_payment_change(payment: Payment, now: datetime) -> None:
     the same transaction (a settlement burst then needs no second run per session). Real
     gateways are called by the payment gate, outside any transaction."""
     if payment.gateway == "offline":
-        _payment_step(payment, get_gateway("offline"), now)
+        _payment_step(payment, now)
         payment.save()
     else:
         _wake_on_commit(payment.next_due_at)
@@ -527,7 +534,7 @@ def mark_student_no_show(actor: User, session_id: int, *, student_id: int | None
     if not _is_coach(actor, session):
         raise Forbidden("Only the session's coach can mark a student as a no-show.")
     allowed_from = _wait_passed(session, now, "A student can be marked absent")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         session = scheduling.lock_session(session_id)
         if session.status in TERMINAL:
             raise AlreadySettled(f"This session is already {session.status.replace('_', ' ')}.")
@@ -552,8 +559,8 @@ def mark_student_no_show(actor: User, session_id: int, *, student_id: int | None
                                  settle_session(session_id, now=now, actor=actor))
         target.session = session
         target.student = User.objects.get(pk=target.student_id)
-        scheduling.record_event(session, "student_marked_absent", actor, now, booking=target,
-                                details={"student_id": target.student_id})
+        scheduling.record_event(session, SessionEventKind.STUDENT_MARKED_ABSENT, actor, now,
+                                booking=target, details={"student_id": target.student_id})
         settled = _settle_booking(target, Outcome.NO_SHOW_STUDENT, now=now, actor=actor,
                                   pct=percentages())
         return OutcomeResult(session, [settled] if settled else [])
@@ -569,7 +576,7 @@ def report_coach_no_show(actor: User, session_id: int, *,
     allowed_from = _wait_passed(session, now, "The coach can be reported absent")
     if _joined_by(session, session.coach.user_id, allowed_from):
         raise ParticipantAttended("The meeting shows the coach joined within the wait.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         session = scheduling.lock_session(session_id)
         if session.status in TERMINAL:
             raise AlreadySettled(f"This session is already {session.status.replace('_', ' ')}.")
@@ -596,7 +603,7 @@ def complete(actor: User, session_id: int, *, now: datetime | None = None) -> Ou
     session = scheduling.get_session(actor, session_id)
     if not (actor.is_admin or _is_coach(actor, session)):
         raise Forbidden("Only the session's coach can end it.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         session = scheduling.lock_session(session_id)
         if session.status in TERMINAL:
             raise AlreadySettled(f"This session is already {session.status.replace('_', ' ')}.")
@@ -632,7 +639,7 @@ def record_meeting_event(actor: User | None, session_id: int, *, kind: str, at: 
     if kind not in MEETING_EVENTS:
         raise InvalidInput(f"kind is one of {', '.join(MEETING_EVENTS)}.",
                            details={"field": "kind"})
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         session = scheduling.lock_session(session_id)
         if at > now + timedelta(minutes=1):
             raise InvalidInput("A meeting event cannot be in the future.",
@@ -767,54 +774,127 @@ def _request(payment: Payment, amount: int) -> PaymentRequest:
         description=f"coachgate {payment.key}", metadata={"coachgate_key": payment.key})
 
 
-def _payment_step(p: Payment, gw: PaymentGateway, now: datetime, *,
-                  collect: list[ledger.Entry] | None = None) -> None:
-    """Move one payment as far as it can go now. Mutates ``p`` (the caller saves it);
-    raises the gateway's errors."""
+# --- the payment gate: plan, call, record -------------------------------------------------
+#
+# Like access.converge: the next gateway call is planned in a short transaction (under the
+# payment's lease), the gateway is called with no transaction open, and its answer is
+# recorded in another short transaction. A slow or hung gateway then holds only the
+# payment's lease, never a database lock (on SQLite: the one write lock every booking
+# needs). A crash between the call and the record is safe: the lease expires, the row
+# still says what it said, so the same call is planned again with the same idempotency
+# key and the gateway replays its first answer.
+#
+# The offline gateway moves nothing and answers every call at once, as a pure function of
+# the call (``offline.answer``): its steps are applied in the caller's transaction without
+# calling any gateway, so a settlement burst needs no second run per payment.
+
+
+@dataclass(frozen=True)
+class _Step:
+    """The next gateway call of one payment, decided from its row."""
+
+    kind: str  # authorize | charge | capture | cancel | refund | release (no call)
+    amount: int  # ISO minor units of ``currency``
+    currency: str
+    ref: str
+    key: str  # the gateway's idempotency base for this call
+    request: PaymentRequest | None = None
+    # The row as planned: the answer is recorded only onto a row still in this state.
+    state: tuple[str, str, int, int] = ("", "", 0, 0)
+
+
+def _state(p: Payment) -> tuple[str, str, int, int]:
+    return (str(p.status), p.ref, p.captured_minor, p.refunded_minor)
+
+
+def _plan_step(p: Payment, now: datetime) -> _Step | None:
+    """What to ask the gateway next (None: nothing to do now). Pure but for the saved card
+    read by ``_request``."""
+    state = _state(p)
     if p.capture_minor is not None and p.status in (
             PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED, PaymentStatus.AUTHORIZED):
         amount = p.capture_minor
         if p.status == PaymentStatus.AUTHORIZED:
             if amount > 0:
-                try:
-                    res = gw.capture(ref=p.ref, amount_minor=amount, key=p.key)
-                    p.status, p.captured_minor = PaymentStatus.CAPTURED, res.amount_minor
-                except PaymentDeclined as exc:
-                    if exc.code != "authorization_expired":
-                        raise
-                    # The hold lapsed (card holds last 5-7 days): charge the amount now.
-                    res = gw.charge(_request(p, amount))
-                    p.ref, p.status = res.ref, PaymentStatus.CAPTURED
-                    p.captured_minor = res.amount_minor
-            else:
-                gw.cancel(ref=p.ref, key=p.key)
-                p.status = PaymentStatus.CANCELLED
-        elif amount > 0:  # never authorised (booked late, declined before): charge now
-            res = gw.charge(_request(p, amount))
-            p.ref, p.status, p.captured_minor = res.ref, PaymentStatus.CAPTURED, res.amount_minor
-        else:
-            p.status = PaymentStatus.CANCELLED  # nothing was held, nothing to take
-        if p.status == PaymentStatus.CAPTURED:
-            entry = ledger.Entry(f"capture:{p.key}", "capture", p.currency, (
-                (ledger.gateway_account(p.gateway), -p.captured_minor),
-                (_payer_account(p), p.captured_minor)), f"{p.key} captured")
-            if collect is not None:  # the caller records it (with others, under its lock)
-                collect.append(entry)
-            else:
-                ledger.record(entry.key, entry.kind, entry.currency, entry.lines, at=now,
-                              memo=entry.memo)
-    elif (p.capture_minor is None and now >= p.authorize_at
-          and p.status in (PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED)):
-        res = gw.authorize(_request(p, p.amount_minor))
-        p.ref, p.status = res.ref, PaymentStatus.AUTHORIZED
+                return _Step("capture", amount, p.currency, p.ref, p.key, state=state)
+            return _Step("cancel", 0, p.currency, p.ref, p.key, state=state)
+        if amount > 0:  # never authorised (booked late, declined, hold lapsed): charge now
+            request = _request(p, amount)
+            return _Step("charge", amount, p.currency, p.ref, request.key, request, state)
+        # Nothing held, nothing to take.
+        return _Step("release", 0, p.currency, p.ref, p.key, state=state)
+    if (p.capture_minor is None and now >= p.authorize_at
+            and p.status in (PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED)):
+        request = _request(p, p.amount_minor)
+        return _Step("authorize", p.amount_minor, p.currency, p.ref, request.key, request,
+                     state)
     wanted = min(p.refund_minor, p.captured_minor)
     if p.status == PaymentStatus.CAPTURED and wanted > p.refunded_minor:
-        amount = wanted - p.refunded_minor
-        gw.refund(ref=p.ref, amount_minor=amount, key=f"{p.key}:refund:{p.refunded_minor}")
+        return _Step("refund", wanted - p.refunded_minor, p.currency, p.ref,
+                     f"{p.key}:refund:{p.refunded_minor}", state=state)
+    return None
+
+
+def _call(gw: PaymentGateway, step: _Step, currency: str) -> PaymentResult:
+    """The one gateway call of a step. Never inside a transaction (tests assert it)."""
+    if step.kind == "authorize" and step.request is not None:
+        return gw.authorize(step.request)
+    if step.kind == "charge" and step.request is not None:
+        return gw.charge(step.request)
+    if step.kind == "capture":
+        return gw.capture(ref=step.ref, amount_minor=step.amount, currency=currency,
+                          key=step.key)
+    if step.kind == "cancel":
+        return gw.cancel(ref=step.ref, key=step.key)
+    if step.kind == "refund":
+        return gw.refund(ref=step.ref, amount_minor=step.amount, currency=currency,
+                         key=step.key)
+    return PaymentResult(ref=step.ref, status="cancelled", amount_minor=0)  # release
+
+
+def _record_step(p: Payment, step: _Step, res: PaymentResult, now: datetime, *,
+                 collect: list[ledger.Entry] | None = None) -> None:
+    """Apply a step's answer to the payment (the caller saves it) and the ledger."""
+    if step.kind == "authorize":
+        p.ref, p.status = res.ref, PaymentStatus.AUTHORIZED
+    elif step.kind in ("capture", "charge"):
+        p.ref, p.status, p.captured_minor = res.ref, PaymentStatus.CAPTURED, res.amount_minor
+        entry = ledger.Entry(f"capture:{p.key}", "capture", p.currency, (
+            (ledger.gateway_account(p.gateway), -p.captured_minor),
+            (_payer_account(p), p.captured_minor)), f"{p.key} captured")
+        if collect is not None:  # the caller records it (with others, under its lock)
+            collect.append(entry)
+        else:
+            ledger.record(entry.key, entry.kind, entry.currency, entry.lines, at=now,
+                          memo=entry.memo)
+    elif step.kind in ("cancel", "release"):
+        p.status = PaymentStatus.CANCELLED
+    elif step.kind == "refund":
         ledger.record(f"refund:{p.key}:{p.refunded_minor}", "refund", p.currency, [
-            (_payer_account(p), -amount), (ledger.gateway_account(p.gateway), amount)],
+            (_payer_account(p), -step.amount), (ledger.gateway_account(p.gateway),
+                                                step.amount)],
             at=now, memo=f"{p.key} refund")
-        p.refunded_minor += amount
+        p.refunded_minor += step.amount
+    p.decline_code, p.last_error, p.attempts = "", "", 0
+    p.next_due_at = _payment_next_due(p, now)
+
+
+_MAX_STEPS = 4  # authorise, capture (or charge after a lapsed hold), refund: then done
+
+
+def _payment_step(p: Payment, now: datetime, *,
+                  collect: list[ledger.Entry] | None = None) -> None:
+    """Move an offline payment as far as it can go now, in the caller's transaction (under
+    the payment's row lock). Mutates ``p``; the caller saves it. No gateway is called: the
+    offline gateway's answers are ``offline.answer``."""
+    if p.gateway != "offline":
+        raise ValueError(f"{p.gateway} payments move through their gate (run_payment)")
+    for _ in range(_MAX_STEPS):
+        step = _plan_step(p, now)
+        if step is None:
+            break
+        _record_step(p, step, offline.answer(step.kind, key=step.key, ref=step.ref,
+                                             amount_minor=step.amount), now, collect=collect)
     p.decline_code, p.last_error, p.attempts = "", "", 0
     p.next_due_at = _payment_next_due(p, now)
 
@@ -837,49 +917,143 @@ def _payment_next_due(p: Payment, now: datetime) -> datetime | None:
     return None
 
 
+def _payment_lease(gateway: str) -> timedelta:
+    """How long a payment's claim lasts from the plan of a call: longer than the slowest
+    call can take (the gateway's ``call_budget_s``: its timeout and retries), so no other
+    worker takes the payment over mid-call."""
+    budget = get_gateway(gateway).call_budget_s
+    return max(LEASE, timedelta(seconds=budget + 30))
+
+
 def run_payment(payment_id: int, *, now: datetime, owner: str, claimed: bool = False) -> bool:
-    """One payment's gate: call the gateway outside any transaction, then record."""
-    if not claimed and not due.claim_one(Payment, payment_id, now=now, owner=owner, lease=LEASE):
+    """One payment's gate: plan the next call in a short transaction, call the gateway with
+    the lease held and no transaction open, record the answer in another short transaction;
+    until nothing is left to do now. Returns False when the gateway refused or was away
+    (the payment is due again later)."""
+    if not claimed and not due.claim_one(Payment, payment_id, now=now, owner=owner,
+                                         lease=LEASE):
         return True  # another run holds it
-    p = Payment.objects.get(pk=payment_id)
-    gw = get_gateway(p.gateway)
-    try:
-        with transaction.atomic():
-            _payment_step(p, gw, now)
+    started = clock.now()
+    gw: PaymentGateway | None = None
+    for _ in range(_MAX_STEPS + 1):
+        planned = _plan_payment(payment_id, now=now, owner=owner, started=started)
+        if planned is None:
+            return True
+        p, step = planned
+        gw = gw or get_gateway(p.gateway)
+        try:
+            res = _call(gw, step, p.currency)
+        except PaymentDeclined as exc:
+            _record_decline(payment_id, step, exc, now=now, owner=owner)
+            if exc.code == "authorization_expired":
+                continue  # the hold is gone: the next step charges instead
+            metrics.PAYMENT_CALLS.labels(gateway=p.gateway, result="declined").inc()
+            return False
+        except GatewayUnavailable as exc:
+            _record_unavailable(payment_id, exc, now=now, owner=owner)
+            metrics.PAYMENT_CALLS.labels(gateway=p.gateway, result="retry").inc()
+            return False
+        _record_answer(payment_id, step, res, now=now, owner=owner)
+        metrics.PAYMENT_CALLS.labels(gateway=p.gateway, result="ok").inc()
+    # More steps than a payment has: something keeps changing it. Look again shortly.
+    with transaction.atomic(durable=True):
+        due.release(Payment, payment_id, owner=owner, next_due_at=now + timedelta(seconds=1))
+        _wake_on_commit(now + timedelta(seconds=1))
+    return True
+
+
+def _plan_payment(payment_id: int, *, now: datetime, owner: str, started: datetime
+                  ) -> tuple[Payment, _Step] | None:
+    """The plan transaction: the next step, with our lease renewed; or, with nothing left
+    to do now (or the lease lost), None after ending the claim."""
+    with transaction.atomic(durable=True):
+        p = Payment.objects.select_for_update().filter(pk=payment_id).first()
+        if p is None or p.lease_owner != owner:
+            return None  # gone, or another run took it over (our lease had expired)
+        step = _plan_step(p, now) if p.gateway != "offline" else None
+        if step is None:
+            if p.gateway == "offline":
+                _payment_step(p, now)  # answered at once: no call, no second transaction
+            else:
+                p.decline_code, p.last_error, p.attempts = "", "", 0
+                p.next_due_at = _payment_next_due(p, now)
             p.lease_until, p.lease_owner = None, ""
             p.save()
             _wake_on_commit(p.next_due_at if p.next_due_at and p.next_due_at > now else None)
-        metrics.PAYMENT_CALLS.labels(gateway=p.gateway, result="ok").inc()
-        return True
-    except PaymentDeclined as exc:
-        with transaction.atomic():
-            p.refresh_from_db()
-            p.status = PaymentStatus.ACTION_NEEDED if p.status in (
-                PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED) else p.status
-            p.decline_code, p.last_error = exc.code[:40], exc.message[:2000]
-            p.attempts += 1
-            p.declines += 1
-            p.next_due_at = now + PAYMENT_ACTION_RETRY
-            p.lease_until, p.lease_owner = None, ""
-            p.save()
-            _notify_payment_problem(p, now)
-            _wake_on_commit(p.next_due_at)
-        metrics.PAYMENT_CALLS.labels(gateway=p.gateway, result="declined").inc()
-        return False
-    except GatewayUnavailable as exc:
-        with transaction.atomic():
-            p.refresh_from_db()
-            p.attempts += 1
-            delay = timedelta(seconds=min(600, 2 ** min(p.attempts, 9)))
-            if exc.retry_after:
-                delay = max(delay, timedelta(seconds=exc.retry_after))
-            p.last_error = str(exc)[:2000]
-            p.next_due_at = now + delay
-            p.lease_until, p.lease_owner = None, ""
-            p.save()
-            _wake_on_commit(p.next_due_at)
-        metrics.PAYMENT_CALLS.labels(gateway=p.gateway, result="retry").inc()
-        return False
+            return None
+        # The lease is renewed for each call. ``now`` is the run's instant (the one its claim
+        # used), advanced by the time the run has taken so far.
+        lease_until = now + (clock.now() - started) + _payment_lease(p.gateway)
+        Payment.objects.filter(pk=p.pk).update(lease_until=lease_until)
+        return p, step
+
+
+def _locked_if_ours(payment_id: int, owner: str) -> Payment | None:
+    p = Payment.objects.select_for_update().filter(pk=payment_id).first()
+    if p is None or p.lease_owner != owner:
+        log.warning("payment %s: the lease was lost during a gateway call; the next run "
+                    "replays it with the same idempotency key", payment_id)
+        return None
+    return p
+
+
+def _record_answer(payment_id: int, step: _Step, res: PaymentResult, *, now: datetime,
+                   owner: str) -> None:
+    with transaction.atomic(durable=True):
+        p = _locked_if_ours(payment_id, owner)
+        if p is None:
+            return
+        if _state(p) != step.state:
+            # Changed while the gateway was called (a webhook): plan again from what the
+            # row says now; a repeated call replays its first answer (same key).
+            log.warning("payment %s changed during its %s call; planning again", p.key,
+                        step.kind)
+            Payment.objects.filter(pk=p.pk).update(next_due_at=now)
+            return
+        _record_step(p, step, res, now)
+        p.save()  # keeps the lease: the run plans its next step (or ends the claim) next
+
+
+def _record_decline(payment_id: int, step: _Step, exc: PaymentDeclined, *, now: datetime,
+                    owner: str) -> None:
+    with transaction.atomic(durable=True):
+        p = _locked_if_ours(payment_id, owner)
+        if p is None:
+            return
+        if exc.code == "authorization_expired" and step.kind == "capture":
+            # The hold lapsed (card holds last 5-7 days) or was released at the gateway:
+            # the amount is charged instead, at once (the run's next step).
+            if p.status == PaymentStatus.AUTHORIZED and p.ref == step.ref:
+                p.status, p.ref = PaymentStatus.PENDING, ""
+            p.save(update_fields=["status", "ref", "updated_at"])
+            return
+        p.status = PaymentStatus.ACTION_NEEDED if p.status in (
+            PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED) else p.status
+        p.decline_code, p.last_error = exc.code[:40], exc.message[:2000]
+        p.attempts += 1
+        p.declines += 1
+        p.next_due_at = now + PAYMENT_ACTION_RETRY
+        p.lease_until, p.lease_owner = None, ""
+        p.save()
+        _notify_payment_problem(p, now)
+        _wake_on_commit(p.next_due_at)
+
+
+def _record_unavailable(payment_id: int, exc: GatewayUnavailable, *, now: datetime,
+                        owner: str) -> None:
+    with transaction.atomic(durable=True):
+        p = _locked_if_ours(payment_id, owner)
+        if p is None:
+            return
+        p.attempts += 1
+        delay = timedelta(seconds=min(600, 2 ** min(p.attempts, 9)))
+        if exc.retry_after:
+            delay = max(delay, timedelta(seconds=exc.retry_after))
+        p.last_error = str(exc)[:2000]
+        p.next_due_at = now + delay
+        p.lease_until, p.lease_owner = None, ""
+        p.save()
+        _wake_on_commit(p.next_due_at)
 
 
 def _notify_payment_problem(p: Payment, now: datetime) -> None:
@@ -907,32 +1081,41 @@ class CardSetupView:
 
 
 def start_card_setup(user: User) -> CardSetupView:
+    """Begin saving a card. The gateway is called between two short transactions, never
+    inside one. Two setups racing for one student use the same idempotency keys (the
+    customer's, and the setup's from the profile as read), so they get the same objects."""
     gw = get_gateway()
-    with transaction.atomic():
-        profile, _ = BillingProfile.objects.select_for_update().get_or_create(
-            user=user, defaults={"gateway": gw.name})
-        customer = gw.ensure_customer(user_id=user.pk, email=user.email,
-                                      existing_ref=profile.customer_ref)
-        setup = gw.start_card_setup(customer_ref=customer.ref, key=f"setup:{user.pk}:"
-                                    f"{profile.updated_at.timestamp() if profile.pk else 0}")
+    with transaction.atomic(durable=True):
+        profile, _ = BillingProfile.objects.get_or_create(user=user,
+                                                          defaults={"gateway": gw.name})
+    customer = gw.ensure_customer(user_id=user.pk, email=user.email,
+                                  existing_ref=profile.customer_ref)
+    setup = gw.start_card_setup(customer_ref=customer.ref,
+                                key=f"setup:{user.pk}:{profile.updated_at.timestamp()}")
+    with transaction.atomic(durable=True):
+        profile = BillingProfile.objects.select_for_update().get(pk=profile.pk)
         profile.gateway, profile.customer_ref, profile.setup_ref = gw.name, customer.ref, setup.ref
+        fields = ["gateway", "customer_ref", "setup_ref", "updated_at"]
         if setup.payment_method_ref:
             profile.payment_method_ref = setup.payment_method_ref
-        profile.save()
+            fields.append("payment_method_ref")
+        profile.save(update_fields=fields)  # a card saved meanwhile (a webhook) stays
     return CardSetupView(gw.name, setup.status, setup.ref, setup.client_secret,
                          str(settings.COACHGATE.get("STRIPE_PUBLISHABLE_KEY", "")),
                          bool(profile.payment_method_ref))
 
 
 def confirm_card_setup(user: User, *, now: datetime | None = None) -> CardSetupView:
-    """After the browser finished the setup: store the saved card, retry held payments."""
+    """After the browser finished the setup: store the saved card, retry held payments.
+    The gateway is asked outside any transaction."""
     now = now or clock.now()
     profile = BillingProfile.objects.filter(user=user).first()
     if profile is None or not profile.setup_ref:
         raise NotFound("Start a card setup first.")
     setup = get_gateway(profile.gateway).card_setup(profile.setup_ref)
     if setup.status == "succeeded" and setup.payment_method_ref:
-        _card_saved(profile, setup.payment_method_ref, now)
+        with transaction.atomic(durable=True):
+            _card_saved(profile, setup.payment_method_ref, now)
     return CardSetupView(profile.gateway, setup.status, setup.ref, "",
                          str(settings.COACHGATE.get("STRIPE_PUBLISHABLE_KEY", "")),
                          bool(profile.payment_method_ref))
@@ -964,7 +1147,7 @@ def receive_webhook(gateway: str, payload: bytes, headers: dict[str, str], *,
         event = gw.parse_webhook(payload, headers)
     except InvalidSignature as exc:
         raise InvalidWebhookSignature(str(exc) or None) from None
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         row, created = WebhookEvent.objects.get_or_create(
             gateway=gateway, event_id=event.id,
             defaults={"type": event.type, "payload": event.data, "received_at": now})
@@ -977,7 +1160,7 @@ def receive_webhook(gateway: str, payload: bytes, headers: dict[str, str], *,
 
 def process_webhook(event_pk: int, *, now: datetime | None = None) -> str:
     now = now or clock.now()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         row = WebhookEvent.objects.select_for_update().filter(pk=event_pk).first()
         if row is None or row.status != WebhookStatus.RECEIVED:
             return "done"
@@ -1149,7 +1332,7 @@ def record_payout(actor: User, coach_id: int, *, currency: str, amount_minor: in
         raise InvalidInput("Give the payout's reference (bank transfer id, ...).",
                            details={"field": "reference"})
     account = ledger.coach_account(coach.pk)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         # One payout at a time per coach: the balance check and the entry are one step.
         CoachProfile.objects.select_for_update().filter(pk=coach.pk).first()
         if JournalEntry.objects.filter(key=f"payout:{coach.pk}:{reference}"[:80]).exists():

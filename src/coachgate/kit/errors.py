@@ -193,6 +193,19 @@ class PackUsedUp(Conflict):
         "Every session of this pack is used or already booked. Renew the pack to book more.")
 
 
+class SessionStarted(CancellationNotAllowed):
+    code = "session_started"
+    default_message = ("This session has already started: it can no longer be cancelled. "
+                       "If the coach did not come, report it; otherwise its outcome settles it.")
+
+
+class IdempotencyKeyReused(CoachgateError):
+    status = 422
+    code = "idempotency_key_reused"
+    default_message = ("This Idempotency-Key was already used for a different request. "
+                       "Send a new key for a new request.")
+
+
 class SeatHeld(Conflict):
     code = "seat_held"
     default_message = "You already hold a seat with this coach: no need to wait for one."
@@ -207,3 +220,27 @@ class GatewayNotConfigured(CoachgateError):
     status = 404
     code = "gateway_not_configured"
     default_message = "This payment gateway is not configured on this platform."
+
+
+class DatabaseBusy(CoachgateError):
+    """Another writer held the database past the lock wait (SQLite's busy timeout,
+    PostgreSQL's lock_timeout). Nothing was written; the same request can be sent again."""
+
+    status = 503
+    code = "database_busy"
+    default_message = "The database is busy right now. Nothing was changed: try again shortly."
+    retry_after_s: ClassVar[int] = 2  # the Retry-After header's seconds
+
+
+def is_database_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lock wait that ran out: SQLite's "database is locked" (or
+    "database table is locked") and PostgreSQL's lock_not_available (SQLSTATE 55P03)."""
+    from django.db import OperationalError
+
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) == "55P03" or getattr(cause, "pgcode", None) == "55P03":
+        return True
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text

@@ -5,6 +5,10 @@ the authorisation and capture gates); a gateway only moves it. Every call carrie
 idempotency key derived from the row it serves (``"<payment key>:authorize"``), so a call
 repeated after a crash or a timeout never moves money twice.
 
+Amounts cross this interface in ISO 4217 minor units (the ledger's unit) with their
+currency; each gateway converts to and from its own unit, exactly, and refuses
+(``AmountNotChargeable``) what it cannot move exactly rather than rounding it.
+
 Errors are mapped like the Discord client's: ``GatewayUnavailable`` = retry later (network,
 5xx, 429); ``PaymentDeclined`` = someone must act (a declined card, a card that needs the
 student's authentication). Anything else is a bug.
@@ -46,6 +50,13 @@ class InvalidSignature(GatewayError):
     """A webhook's signature did not verify (or its timestamp is too old)."""
 
 
+class AmountNotChargeable(GatewayError):
+    """The amount is not a multiple of what the gateway can move in its currency (Stripe:
+    10 fils of KWD, one whole ariary of MGA), or the gateway cannot charge the currency.
+    Raised before anything is sent: a bug in whoever computed the amount, since offers and
+    settlement keep every amount on the gateway's quantum (kit.money.quantum)."""
+
+
 @dataclass(frozen=True)
 class Customer:
     ref: str  # gateway customer id ("" for the offline gateway)
@@ -64,7 +75,7 @@ class CardSetup:
 @dataclass(frozen=True)
 class PaymentRequest:
     key: str  # idempotency base: unique per payment row, e.g. "booking:12"
-    amount_minor: int
+    amount_minor: int  # ISO 4217 minor units of currency; a gateway converts to its own
     currency: str  # ISO 4217, upper case
     customer_ref: str
     payment_method_ref: str
@@ -76,18 +87,23 @@ class PaymentRequest:
 class PaymentResult:
     ref: str  # gateway payment id (pi_...; "off_<key>" offline)
     status: str  # "authorized" | "captured" | "cancelled" | "refunded"
-    amount_minor: int  # authorised, captured, or refunded amount, per the call
+    amount_minor: int  # authorised, captured, or refunded amount (ISO minor units)
 
 
 @dataclass(frozen=True)
 class WebhookEvent:
     id: str  # the provider's event id: stored once (unique) before processing
     type: str
-    data: dict[str, Any]
+    data: dict[str, Any]  # the object; its amounts in ISO minor units, as everywhere here
 
 
 class PaymentGateway(Protocol):
+    """Billing calls every method outside database transactions (tests assert it): a call
+    may take up to ``call_budget_s`` seconds and must not hold a lock meanwhile."""
+
     name: str  # "offline" | "stripe"
+    # The longest one call can take, every retry included (the payment's lease outlasts it).
+    call_budget_s: float
 
     def ensure_customer(self, *, user_id: int, email: str, existing_ref: str) -> Customer:
         """The student's customer at the gateway (created once, reused after)."""
@@ -105,7 +121,8 @@ class PaymentGateway(Protocol):
         """Hold ``amount_minor`` on the saved card, off-session, with manual capture."""
         ...
 
-    def capture(self, *, ref: str, amount_minor: int, key: str) -> PaymentResult:
+    def capture(self, *, ref: str, amount_minor: int, currency: str, key: str
+                ) -> PaymentResult:
         """Capture ``amount_minor`` (<= the authorised amount) of an authorisation."""
         ...
 
@@ -118,7 +135,8 @@ class PaymentGateway(Protocol):
         authorisation window)."""
         ...
 
-    def refund(self, *, ref: str, amount_minor: int, key: str) -> PaymentResult:
+    def refund(self, *, ref: str, amount_minor: int, currency: str, key: str
+               ) -> PaymentResult:
         """Give back ``amount_minor`` of a captured payment."""
         ...
 

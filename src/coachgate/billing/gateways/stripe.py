@@ -29,13 +29,22 @@ same key); what still fails is mapped:
 * Anything else (``InvalidRequestError``, ``IdempotencyError``, ``AuthenticationError``)
   is a bug or a misconfiguration and propagates unchanged.
 
-Amounts go to Stripe exactly as given (``amount_minor``; the currency lower-cased):
-Stripe's ``amount`` is already the smallest unit. For zero-decimal currencies (JPY, KRW,
-...) that is the whole unit (¥500 -> 500), the same as our minor units. For the three-
-decimal currencies (BHD, JOD, KWD, OMR, TND) Stripe takes the minor unit too (fils:
-12.345 KWD -> 12345) but requires the last digit to be 0 for card payments; the gateway
-does not round (rounding would move money the ledger did not decide): an amount such as
-12345 is refused by Stripe with an ``InvalidRequestError``, a bug in whoever computed it.
+Amounts: coachgate counts ISO 4217 minor units; Stripe's ``amount`` is "the smallest
+unit" as Stripe defines it per currency (https://docs.stripe.com/currencies), which is not
+always ISO's. The gateway converts both ways, exactly, with ``kit.money.to_gateway`` /
+``from_gateway`` (every amount it sends, and every amount it reads back from an intent, a
+refund or a webhook's object):
+
+* Most currencies: the same unit (USD cents, JPY yen).
+* MGA: ISO counts 1/100 ariary, Stripe whole ariary (zero-decimal): 50000 -> 500.
+* ISK and UGX: ISO counts whole units, Stripe keeps two decimals for backwards
+  compatibility and requires multiples of 100: 1234 ISK -> 123400.
+* BHD, JOD, KWD, OMR, TND: both count 1/1000, and Stripe wants the last digit 0.
+
+An amount that does not convert exactly (12345 fils, 12345 MGA minor units) is refused
+with ``AmountNotChargeable`` before anything is sent: rounding here would move money the
+ledger did not decide. Offers and settlement keep amounts on the gateway's quantum
+(``kit.money.quantum``; docs/billing.md), so this only catches a bug.
 
 The secret key is never logged or shown (``repr`` hides it); log lines name the step, the
 idempotency key and Stripe's ids only.
@@ -53,7 +62,10 @@ import stripe
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from coachgate.kit import money
+
 from .base import (
+    AmountNotChargeable,
     CardSetup,
     Customer,
     GatewayError,
@@ -70,8 +82,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 20.0  # seconds per HTTP attempt
-DEFAULT_MAX_NETWORK_RETRIES = 2
+# Chosen, not the SDK's (80 s): a payment call runs outside transactions, holding only the
+# payment's lease, but a worker thread waits for it. 10 s per attempt and 2 retries (the
+# same idempotency key) bound one call to call_budget(10, 2) = 31.5 s; docs/stripe.md.
+DEFAULT_TIMEOUT = 10.0  # seconds per HTTP attempt (COACHGATE_STRIPE_TIMEOUT)
+DEFAULT_MAX_NETWORK_RETRIES = 2  # COACHGATE_STRIPE_MAX_NETWORK_RETRIES
+
+
+def call_budget(timeout: float, max_network_retries: int) -> float:
+    """The longest one call can take: every attempt times out, with the SDK's backoff
+    between attempts (0.5 s doubling, at most 5 s; it ignores Retry-After)."""
+    backoff = sum(min(0.5 * 2 ** (n - 1), 5.0) for n in range(1, max_network_retries + 1))
+    return timeout * (max_network_retries + 1) + backoff
 
 
 class StripeGateway:
@@ -86,6 +108,7 @@ class StripeGateway:
         self._webhook_secret = webhook_secret
         self.api_base = api_base or stripe.DEFAULT_API_BASE
         self.livemode = secret_key.startswith(("sk_live_", "rk_live_"))
+        self.call_budget_s = call_budget(timeout, max_network_retries)
         # The SDK's own HTTP client (requests, a dependency of stripe); its httpx adapter
         # sends bodies in a way httpx deprecates. One client per gateway: it keeps a
         # connection pool per thread.
@@ -165,13 +188,15 @@ class StripeGateway:
     def charge(self, request: PaymentRequest) -> PaymentResult:
         return self._pay(request, capture_method="automatic", step="charge")
 
-    def capture(self, *, ref: str, amount_minor: int, key: str) -> PaymentResult:
+    def capture(self, *, ref: str, amount_minor: int, currency: str, key: str
+                ) -> PaymentResult:
         if amount_minor <= 0:
             raise ValueError("capture needs a positive amount; cancel() releases a hold")
+        amount = _to_stripe(amount_minor, currency)
         with self._mapped("capture"):
             try:
                 intent = self._client.v1.payment_intents.capture(
-                    ref, {"amount_to_capture": amount_minor},
+                    ref, {"amount_to_capture": amount},
                     options={"idempotency_key": f"{key}:capture"})
             except stripe.InvalidRequestError as exc:
                 if exc.code == "payment_intent_unexpected_state" and \
@@ -183,7 +208,7 @@ class StripeGateway:
                 raise
         log.info("stripe: captured %s of %s (%s)", intent.amount_received, ref, key)
         return PaymentResult(ref=intent.id, status="captured",
-                             amount_minor=intent.amount_received)
+                             amount_minor=_from_stripe(intent.amount_received, intent.currency))
 
     def cancel(self, *, ref: str, key: str) -> PaymentResult:
         with self._mapped("cancel"):
@@ -201,23 +226,26 @@ class StripeGateway:
         log.info("stripe: cancelled %s (%s)", intent.id, key)
         return PaymentResult(ref=intent.id, status="cancelled", amount_minor=0)
 
-    def refund(self, *, ref: str, amount_minor: int, key: str) -> PaymentResult:
+    def refund(self, *, ref: str, amount_minor: int, currency: str, key: str
+               ) -> PaymentResult:
+        amount = _to_stripe(amount_minor, currency)
         with self._mapped("refund"):
             refund = self._client.v1.refunds.create(
-                {"payment_intent": ref, "amount": amount_minor,
+                {"payment_intent": ref, "amount": amount,
                  "metadata": {"coachgate_key": key}},
                 options={"idempotency_key": f"{key}:refund"})
         if refund.status in ("failed", "canceled"):
             raise GatewayError(f"Stripe refund {refund.id} of {ref} is {refund.status}")
         log.info("stripe: refunded %s of %s as %s (%s)", refund.amount, ref, refund.id, key)
-        return PaymentResult(ref=ref, status="refunded", amount_minor=refund.amount)
+        return PaymentResult(ref=ref, status="refunded",
+                             amount_minor=_from_stripe(refund.amount, refund.currency))
 
     def _pay(self, request: PaymentRequest, *, capture_method: str, step: str
              ) -> PaymentResult:
         if not request.payment_method_ref:
             raise PaymentDeclined("no_payment_method", "No saved card for this payment.")
         params: PaymentIntentCreateParams = {
-            "amount": request.amount_minor,
+            "amount": _to_stripe(request.amount_minor, request.currency),
             "currency": request.currency.lower(),
             "payment_method": request.payment_method_ref,
             "allowed_payment_method_types": ["card"],
@@ -235,11 +263,11 @@ class StripeGateway:
                 params, options={"idempotency_key": f"{request.key}:{step}"})
         log.info("stripe: %s %s -> %s %s", step, request.key, intent.id, intent.status)
         if intent.status == "requires_capture":
-            return PaymentResult(ref=intent.id, status="authorized",
-                                 amount_minor=intent.amount_capturable)
+            return PaymentResult(ref=intent.id, status="authorized", amount_minor=_from_stripe(
+                intent.amount_capturable, intent.currency))
         if intent.status == "succeeded":
-            return PaymentResult(ref=intent.id, status="captured",
-                                 amount_minor=intent.amount_received)
+            return PaymentResult(ref=intent.id, status="captured", amount_minor=_from_stripe(
+                intent.amount_received, intent.currency))
         if intent.status == "requires_action":
             raise PaymentDeclined("authentication_required",
                                   "The card asks for the student's authentication.",
@@ -267,7 +295,7 @@ class StripeGateway:
             raise InvalidSignature(exc.user_message or "bad Stripe signature") from exc
         except ValueError as exc:  # signed, yet not JSON: not from Stripe
             raise InvalidSignature("The webhook payload is not JSON.") from exc
-        data = event.data.object.to_dict()
+        data = _iso_amounts(event.data.object.to_dict())
         return WebhookEvent(id=event.id, type=event.type, data=data)
 
     # --- Errors ---------------------------------------------------------------------------
@@ -311,6 +339,51 @@ def _cached_gateway(secret_key: str, webhook_secret: str, api_base: str, timeout
     return StripeGateway(secret_key=secret_key, webhook_secret=webhook_secret,
                          api_base=api_base, timeout=timeout,
                          max_network_retries=max_network_retries)
+
+
+def _to_stripe(amount_minor: int, currency: str) -> int:
+    try:
+        return money.to_gateway(amount_minor, currency.upper(), "stripe")
+    except money.NotChargeable as exc:
+        raise AmountNotChargeable(str(exc)) from exc
+
+
+def _from_stripe(amount: int, currency: str) -> int:
+    try:
+        return money.from_gateway(amount, currency.upper(), "stripe")
+    except money.NotChargeable as exc:  # Stripe never sends one; do not guess
+        raise AmountNotChargeable(str(exc)) from exc
+
+
+# Amount fields of the objects coachgate receives (PaymentIntent, Charge, Refund), each in
+# the currency of the object that holds it.
+_AMOUNT_FIELDS = frozenset({"amount", "amount_capturable", "amount_received", "amount_captured",
+                            "amount_refunded", "application_fee_amount"})
+
+
+def _iso_amounts(obj: Any, currency: str = "") -> Any:
+    """A webhook's object with its amounts in ISO minor units, nested objects too (a
+    charge's refunds, an expanded latest_charge). An amount Stripe could not have sent
+    (a fraction of an ISO unit) becomes None, with a warning: never a guess."""
+    if isinstance(obj, list):
+        return [_iso_amounts(item, currency) for item in obj]
+    if not isinstance(obj, dict):
+        return obj
+    own = obj.get("currency")
+    currency = own.upper() if isinstance(own, str) and own else currency
+    out: dict[str, Any] = {}
+    for name, value in obj.items():
+        if name in _AMOUNT_FIELDS and isinstance(value, int) and not isinstance(value, bool) \
+                and money.is_currency(currency):
+            try:
+                out[name] = money.from_gateway(value, currency, "stripe")
+            except money.NotChargeable:
+                log.warning("stripe: %s %s of %s is not a whole %s minor unit",
+                            name, value, obj.get("id", "?"), currency)
+                out[name] = None
+        else:
+            out[name] = _iso_amounts(value, currency)
+    return out
 
 
 def _card_setup(intent: Any) -> CardSetup:
