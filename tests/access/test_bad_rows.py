@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from prometheus_client import REGISTRY
 
 from coachgate import cli
 from coachgate.access import services
@@ -176,8 +177,15 @@ def test_the_worker_sweep_keeps_the_outbox_and_the_other_domains_running(
         amount_minor=100, authorize_at=GRANT, next_due_at=GRANT, created_at=now)
         for name, gateway in (("broken", "gone-gateway"), ("fine", "offline")))
 
+    def errors_counted(kind: str) -> float:
+        return REGISTRY.get_sample_value(
+            "coachgate_gate_runs_total", {"kind": kind, "result": "error"}) or 0.0
+
+    counted = {k: errors_counted(k) for k in ("sessionbilling", "payment")}
     with django_capture_on_commit_callbacks(execute=True):
         report = sweep_all(now=START + 2 * H, failing=True)
+    assert {k: errors_counted(k) - v for k, v in counted.items()} == {
+        "sessionbilling": 1, "payment": 1}
 
     assert report["access"]["errors"] >= 1 and "error" not in report["access"]
     assert report["notify"]["touched"] >= 1
