@@ -16,14 +16,41 @@ if TYPE_CHECKING:
 def _setup() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coachgate.settings")
     import django
+    from django.core.exceptions import ImproperlyConfigured
 
-    django.setup()
+    try:
+        django.setup()
+    except ImproperlyConfigured as exc:  # e.g. production mode with DEBUG on: say why, stop
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _migrate(verbosity: int = 1) -> None:
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=verbosity)
+    # The database cache (allauth's login rate-limit counters, shared by every process)
+    # lives in a table that migrations do not make; this is a no-op once it exists.
+    call_command("createcachetable", verbosity=verbosity)
+
+
+def _proxy_options() -> dict[str, Any]:
+    """waitress's options for the reverse proxy of COACHGATE_TRUSTED_PROXY.
+
+    waitress by default drops every forwarding header before Django sees it, so a request
+    relayed by a proxy on this machine looked local (/metrics answered it). Headers are
+    kept for Django, which never believes them from anyone but the trusted proxy
+    (coachgate.kit.http); from the trusted proxy, waitress puts the client's address in
+    REMOTE_ADDR and its scheme (X-Forwarded-Proto) in wsgi.url_scheme."""
+    from django.conf import settings
+
+    options: dict[str, Any] = {"clear_untrusted_proxy_headers": False}
+    proxy = str(settings.COACHGATE.get("TRUSTED_PROXY", "") or "")
+    if proxy:
+        options.update(trusted_proxy=proxy,
+                       trusted_proxy_count=int(str(settings.COACHGATE["TRUSTED_PROXY_COUNT"])),
+                       trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"})
+    return options
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -42,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"coachgate listening on http://{args.host}:{args.port}/  (Ctrl-C to stop)", flush=True)
     try:
         serve(application, host=args.host, port=args.port, threads=args.threads,
-              ident="coachgate")
+              ident="coachgate", **_proxy_options())
     finally:
         if worker is not None:
             worker.stop()

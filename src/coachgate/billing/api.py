@@ -15,6 +15,7 @@ from pydantic import AwareDatetime
 from coachgate.accounts.auth import API_AUTH, current_user
 from coachgate.kit.errors import InvalidInput
 from coachgate.kit.money import is_currency
+from coachgate.kit.schema import JsonInt
 from coachgate.scheduling.api import SessionOut, _session_out
 
 from . import ledger, services
@@ -61,7 +62,7 @@ def _outcome_out(request: HttpRequest, result: services.OutcomeResult) -> Outcom
 
 
 class NoShowIn(Schema):
-    student_id: int | None = Field(default=None, description="Needed in a group session.")
+    student_id: JsonInt | None = Field(default=None, description="Needed in a group session.")
 
 
 @router.post("/sessions/{session_id}/complete", response=OutcomeOut,
@@ -90,7 +91,7 @@ def coach_no_show(request: HttpRequest, session_id: int) -> OutcomeOut:
 class MeetingEventIn(Schema):
     kind: Literal["started", "ended", "joined"]
     at: AwareDatetime
-    user_id: int | None = Field(default=None, description="Who joined (kind=joined).")
+    user_id: JsonInt | None = Field(default=None, description="Who joined (kind=joined).")
 
 
 class EvidenceOut(Schema):
@@ -204,9 +205,9 @@ def statement(request: HttpRequest, coach_id: int, q: Query[StatementQuery]
 
 
 class PayoutIn(Schema):
-    coach_id: int
+    coach_id: JsonInt
     currency: str = Field(min_length=3, max_length=3)
-    amount_minor: int = Field(gt=0, lt=2**62)
+    amount_minor: JsonInt = Field(gt=0, lt=2**62)
     reference: str = Field(min_length=1, max_length=60)
 
 

@@ -13,6 +13,7 @@ from coachgate.accounts.auth import API_AUTH, current_user, optional_user
 from coachgate.accounts.models import CoachApplication
 from coachgate.accounts.services import reject_application
 from coachgate.kit.errors import InvalidInput
+from coachgate.kit.schema import JsonInt
 
 from . import services
 from .models import CoachProfile, Offer
@@ -38,46 +39,46 @@ class OfferBase(Schema):
     session_type: SessionTypeT = "video"
     intake_fields: list[IntakeFieldIn] = Field(default_factory=list, max_length=30)
     thumbnail_url: str = Field("", max_length=500)
-    capacity: int = Field(1, ge=1, le=500)
-    pack_size: int = Field(1, ge=1, le=100)
-    buffer_before_minutes: int = Field(0, ge=0, le=720)
-    buffer_after_minutes: int = Field(0, ge=0, le=720)
-    min_notice_minutes: int = Field(120, ge=0, le=60 * 24 * 60)
-    horizon_days: int = Field(60, ge=1, le=730)
-    max_sessions_per_day: int | None = Field(None, ge=1, le=96)
-    slot_step_minutes: int | None = Field(None, ge=MIN_SLOT_STEP_MINUTES, le=1440)
-    free_cancellation_hours: int = Field(24, ge=0, le=24 * 60)
+    capacity: JsonInt = Field(1, ge=1, le=500)
+    pack_size: JsonInt = Field(1, ge=1, le=100)
+    buffer_before_minutes: JsonInt = Field(0, ge=0, le=720)
+    buffer_after_minutes: JsonInt = Field(0, ge=0, le=720)
+    min_notice_minutes: JsonInt = Field(120, ge=0, le=60 * 24 * 60)
+    horizon_days: JsonInt = Field(60, ge=1, le=730)
+    max_sessions_per_day: JsonInt | None = Field(None, ge=1, le=96)
+    slot_step_minutes: JsonInt | None = Field(None, ge=MIN_SLOT_STEP_MINUTES, le=1440)
+    free_cancellation_hours: JsonInt = Field(24, ge=0, le=24 * 60)
     access_policy: dict[str, Any] = Field(default_factory=dict)
     money_policy: dict[str, Any] = Field(default_factory=dict)
 
 
 class OfferIn(OfferBase):
     title: str = Field(min_length=1, max_length=160)
-    price_minor: int = Field(ge=0, le=10**12, description="Price in minor units (cents).")
+    price_minor: JsonInt = Field(ge=0, le=10**12, description="Price in minor units (cents).")
     currency: str = Field(min_length=3, max_length=3, pattern="^[A-Z]{3}$")
-    duration_minutes: int = Field(ge=1, le=1440)
+    duration_minutes: JsonInt = Field(ge=1, le=1440)
     delivery: DeliveryT
 
 
 class OfferPatch(Schema):
     title: str | None = Field(None, min_length=1, max_length=160)
     description: str | None = Field(None, max_length=20000)
-    price_minor: int | None = Field(None, ge=0, le=10**12)
+    price_minor: JsonInt | None = Field(None, ge=0, le=10**12)
     currency: str | None = Field(None, min_length=3, max_length=3, pattern="^[A-Z]{3}$")
-    duration_minutes: int | None = Field(None, ge=1, le=1440)
+    duration_minutes: JsonInt | None = Field(None, ge=1, le=1440)
     session_type: SessionTypeT | None = None
     delivery: DeliveryT | None = None
     intake_fields: list[IntakeFieldIn] | None = Field(None, max_length=30)
     thumbnail_url: str | None = Field(None, max_length=500)
-    capacity: int | None = Field(None, ge=1, le=500)
-    pack_size: int | None = Field(None, ge=1, le=100)
-    buffer_before_minutes: int | None = Field(None, ge=0, le=720)
-    buffer_after_minutes: int | None = Field(None, ge=0, le=720)
-    min_notice_minutes: int | None = Field(None, ge=0, le=60 * 24 * 60)
-    horizon_days: int | None = Field(None, ge=1, le=730)
-    max_sessions_per_day: int | None = Field(None, ge=1, le=96)
-    slot_step_minutes: int | None = Field(None, ge=MIN_SLOT_STEP_MINUTES, le=1440)
-    free_cancellation_hours: int | None = Field(None, ge=0, le=24 * 60)
+    capacity: JsonInt | None = Field(None, ge=1, le=500)
+    pack_size: JsonInt | None = Field(None, ge=1, le=100)
+    buffer_before_minutes: JsonInt | None = Field(None, ge=0, le=720)
+    buffer_after_minutes: JsonInt | None = Field(None, ge=0, le=720)
+    min_notice_minutes: JsonInt | None = Field(None, ge=0, le=60 * 24 * 60)
+    horizon_days: JsonInt | None = Field(None, ge=1, le=730)
+    max_sessions_per_day: JsonInt | None = Field(None, ge=1, le=96)
+    slot_step_minutes: JsonInt | None = Field(None, ge=MIN_SLOT_STEP_MINUTES, le=1440)
+    free_cancellation_hours: JsonInt | None = Field(None, ge=0, le=24 * 60)
     access_policy: dict[str, Any] | None = None
     money_policy: dict[str, Any] | None = None
 
@@ -134,7 +135,7 @@ class ProfilePatch(Schema):
     bio: str | None = Field(None, max_length=5000)
     specialties: list[str] | None = Field(None, max_length=20)
     timezone: str | None = Field(None, max_length=64)
-    seat_capacity: int | None = Field(None, ge=0, le=10000)
+    seat_capacity: JsonInt | None = Field(None, ge=0, le=10000)
 
 
 _NULLABLE = frozenset({"max_sessions_per_day", "slot_step_minutes"})

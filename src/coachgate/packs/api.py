@@ -12,6 +12,7 @@ from pydantic import AwareDatetime
 
 from coachgate.accounts.auth import API_AUTH, current_user
 from coachgate.billing.rules import pack_session_values
+from coachgate.kit.schema import JsonInt
 from coachgate.scheduling.api import SessionOut, _session_out
 
 from . import services
@@ -23,7 +24,7 @@ MAX_ID = 2**63 - 1
 
 
 class BuyIn(Schema):
-    offer_id: int = Field(ge=1, le=MAX_ID)
+    offer_id: JsonInt = Field(ge=1, le=MAX_ID)
 
 
 class PackSeatOut(Schema):

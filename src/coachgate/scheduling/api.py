@@ -16,6 +16,7 @@ from coachgate.accounts.models import User
 from coachgate.accounts.services import validate_timezone
 from coachgate.catalog.services import coach_profile_of, get_offer
 from coachgate.kit import clock
+from coachgate.kit.schema import JsonInt
 
 from . import services
 from .lifecycle import SessionStatus
@@ -27,7 +28,7 @@ router = Router(tags=["scheduling"], auth=API_AUTH)
 # --- availability ---------------------------------------------------------------------
 
 class RuleIO(Schema):
-    weekday: int = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")
+    weekday: JsonInt = Field(ge=0, le=6, description="0 = Monday … 6 = Sunday")
     start: time
     end: time
 
@@ -42,7 +43,7 @@ class WeeklyOut(Schema):
 
 
 class PresetIn(Schema):
-    weekdays: list[int] = Field(min_length=1, max_length=7)
+    weekdays: list[JsonInt] = Field(min_length=1, max_length=7)
     preset: Literal["morning", "afternoon", "evening"]
 
 
@@ -162,7 +163,7 @@ def slots(request: HttpRequest, offer_id: int, q: Query[SlotQuery]) -> SlotsOut:
 # --- sessions -------------------------------------------------------------------------
 
 class BookIn(Schema):
-    offer_id: int
+    offer_id: JsonInt
     start: AwareDatetime = Field(description="The slot's start, with a UTC offset.")
     intake: dict[str, Any] = Field(default_factory=dict)
 

@@ -46,10 +46,11 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
     token = str(settings.COACHGATE.get("METRICS_TOKEN", "") or "")
     sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    # Behind a reverse proxy on the same machine every request arrives from loopback: one
-    # that carries forwarding headers came from somewhere else and is not "local".
-    proxied = any(h in request.headers for h in ("X-Forwarded-For", "Forwarded", "X-Real-IP"))
-    allowed = ((request.META.get("REMOTE_ADDR") in ("127.0.0.1", "::1") and not proxied)
+    # Behind a reverse proxy on the same machine every request arrives from loopback: the
+    # client address and "local" are decided in one place (kit.http, with the trusted proxy).
+    from coachgate.kit.http import is_local
+
+    allowed = (is_local(request)
                or (token and hmac.compare_digest(sent.encode(), token.encode()))
                or (request.user.is_authenticated and request.user.role == "admin"))
     if not allowed:

@@ -1,0 +1,15 @@
+"""allauth's adapter: the client address comes from coachgate.kit.http, so the login rate
+limit counts each client behind the trusted reverse proxy on its own (allauth alone would
+count every proxied client as the proxy's address, or believe a forged X-Forwarded-For)."""
+
+from __future__ import annotations
+
+from allauth.account.adapter import DefaultAccountAdapter
+from django.http import HttpRequest
+
+from coachgate.kit.http import client_ip
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    def get_client_ip(self, request: HttpRequest) -> str:
+        return client_ip(request)
