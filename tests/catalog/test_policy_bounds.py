@@ -247,3 +247,16 @@ def test_an_offer_created_without_session_type_is_a_video_offer(coach):
     offer = services.create_offer(coach, dict(OFFER))
     offer.refresh_from_db()
     assert offer.session_type == "video"
+
+
+# --- other numbers in catalog routes ---------------------------------------------------
+
+@pytest.mark.parametrize("path", [
+    "/offers?coach_id=99999999999999999999999", "/offers?coach_id=-99999999999999999999999",
+    "/offers/99999999999999999999999", "/offers/99999999999999999999999/slots",
+    "/coaches/99999999999999999999999",
+])
+def test_ids_past_a_database_integer_find_nothing(db, path):
+    r = Api().get(path)
+    assert r.status_code in (200, 404), r.json_body
+    assert r.json_body == [] or r.json_body["code"] == "not_found"

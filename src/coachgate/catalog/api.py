@@ -204,6 +204,8 @@ def list_offers(request: HttpRequest, coach_id: int | None = None,
                 status: Literal["draft", "published", "archived"] | None = None) -> list[Offer]:
     qs = services.visible_offers(optional_user(request))
     if coach_id is not None:
+        if not 1 <= coach_id < 2**63:
+            return []  # no such coach (and past a database integer, it would not compare)
         qs = qs.filter(coach_id=coach_id)
     if status is not None:
         qs = qs.filter(status=status)
