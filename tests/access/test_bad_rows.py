@@ -110,6 +110,10 @@ def test_the_sweep_runs_every_other_session_and_retries_the_bad_one(
     for s in (bad_row, bad_new):
         assert delays[s.pk] == [1, 2, 4, 8], delays
         assert row(s).attempts == 5
+        # The admins are told once (the error is the same on every retry).
+        told = Notification.objects.filter(template="access_problem",
+                                           context__session_id=s.pk)
+        assert told.count() == User.objects.filter(role="admin").count() >= 1
     assert row(good).phase == "granted" and row(good).attempts == 0
 
     # An admin repairs the data: the next retry converges and clears the error.

@@ -306,11 +306,14 @@ def _run_failed(row: SessionAccess, exc: Exception, now: datetime) -> RunResult:
     Access never outlives its session: while the policy is unreadable, a session that is
     over (or no longer live) has whatever it holds removed, under the default policy."""
     session = row.session
+    first = row.error_kind != ErrorKind.DATA
     row.attempts += 1
     row.error_kind, row.last_error = ErrorKind.DATA, due.describe(exc)
     result = RunResult(session.pk, "error", phase=row.phase, error=row.last_error)
     log.warning("access run for session %s failed (retry %s): %s", session.pk,
                 row.attempts, row.last_error, exc_info=not isinstance(exc, CoachgateError))
+    if first:
+        _tell_admins(row, row.last_error, now)
     retry_at = now + due.backoff(row.attempts)
     over = session.status not in LIVE or now >= session.ends_at
     if not over:
@@ -331,9 +334,18 @@ def _run_failed(row: SessionAccess, exc: Exception, now: datetime) -> RunResult:
     return result
 
 
+def _tell_admins(row: SessionAccess, error: str, now: datetime) -> None:
+    """Once per distinct error (the notification key holds its hash): data that retrying
+    cannot fix needs an admin."""
+    try:
+        _notify_admins_problem(_Run(row, row.session, AccessPolicy(), [], now), error)
+    except Exception:  # telling is second to recording: the row shows the error anyway
+        log.exception("could not tell the admins about session %s", row.pk)
+
+
 def _run_claimed(row: SessionAccess, now: datetime) -> RunResult:
     session = row.session
-    policy = _policy(session.offer)
+    policy = _policy(session)
     gates = rules.timeline(session.starts_at, session.ends_at, policy)
     live = session.status in LIVE
     desired = rules.desired_phase(gates, live=live, now=now)
@@ -844,6 +856,7 @@ def _create_row(session: Session, now: datetime) -> str | None:
         if not created:  # made meanwhile by the session's own event: its runs record errors
             return None
         wake_up_on_commit(session.pk, row.next_due_at)
+    _tell_admins(row, error, now)
     return error
 
 
