@@ -345,7 +345,7 @@ def _tell_admins(row: SessionAccess, error: str, now: datetime) -> None:
 
 def _run_claimed(row: SessionAccess, now: datetime) -> RunResult:
     session = row.session
-    policy = _policy(session)
+    policy = _policy(session.offer)
     gates = rules.timeline(session.starts_at, session.ends_at, policy)
     live = session.status in LIVE
     desired = rules.desired_phase(gates, live=live, now=now)
