@@ -794,8 +794,7 @@ class _Step:
     """The next gateway call of one payment, decided from its row."""
 
     kind: str  # authorize | charge | capture | cancel | refund | release (no call)
-    amount: int  # ISO minor units of ``currency``
-    currency: str
+    amount: int  # ISO minor units of the payment's currency
     ref: str
     key: str  # the gateway's idempotency base for this call
     request: PaymentRequest | None = None
@@ -816,21 +815,20 @@ def _plan_step(p: Payment, now: datetime) -> _Step | None:
         amount = p.capture_minor
         if p.status == PaymentStatus.AUTHORIZED:
             if amount > 0:
-                return _Step("capture", amount, p.currency, p.ref, p.key, state=state)
-            return _Step("cancel", 0, p.currency, p.ref, p.key, state=state)
+                return _Step("capture", amount, p.ref, p.key, state=state)
+            return _Step("cancel", 0, p.ref, p.key, state=state)
         if amount > 0:  # never authorised (booked late, declined, hold lapsed): charge now
             request = _request(p, amount)
-            return _Step("charge", amount, p.currency, p.ref, request.key, request, state)
+            return _Step("charge", amount, p.ref, request.key, request, state)
         # Nothing held, nothing to take.
-        return _Step("release", 0, p.currency, p.ref, p.key, state=state)
+        return _Step("release", 0, p.ref, p.key, state=state)
     if (p.capture_minor is None and now >= p.authorize_at
             and p.status in (PaymentStatus.PENDING, PaymentStatus.ACTION_NEEDED)):
         request = _request(p, p.amount_minor)
-        return _Step("authorize", p.amount_minor, p.currency, p.ref, request.key, request,
-                     state)
+        return _Step("authorize", p.amount_minor, p.ref, request.key, request, state)
     wanted = min(p.refund_minor, p.captured_minor)
     if p.status == PaymentStatus.CAPTURED and wanted > p.refunded_minor:
-        return _Step("refund", wanted - p.refunded_minor, p.currency, p.ref,
+        return _Step("refund", wanted - p.refunded_minor, p.ref,
                      f"{p.key}:refund:{p.refunded_minor}", state=state)
     return None
 
@@ -1281,8 +1279,11 @@ def sweep(*, now: datetime | None = None, owner: str = "", limit: int = 500) -> 
         status=WebhookStatus.RECEIVED, received_at__lte=now - timedelta(seconds=30))
         .values_list("pk", flat=True)[:limit])
     for pk in unprocessed:
+        def record(exc: Exception, pk: int = pk) -> None:  # kept "received": retried
+            WebhookEvent.objects.filter(pk=pk).update(error=due.describe(exc))
+
         repair_failed += not due.isolated(
-            "webhook", f"webhook event {pk}", process_webhook, pk, now=now)
+            "webhook", f"webhook event {pk}", process_webhook, pk, now=now, on_error=record)
     report = run_due(now=now, owner=owner)
     report.errors += repair_failed
     return report
