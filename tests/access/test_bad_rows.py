@@ -305,3 +305,18 @@ def test_the_admin_shows_the_error(client: Any, world: dict[str, Any], admin: Us
     assert "bad data or a bug" in listing.text and _names_the_policy(listing.text)
     page = client.get(f"/admin/access/sessionaccess/{bad.pk}/change/")
     assert page.status_code == 200 and "unavailable" in page.text
+
+
+def test_the_billing_sweep_runs_past_a_webhook_event_that_raises(
+        world: dict[str, Any], now: datetime) -> None:
+    from coachgate.billing.models import WebhookEvent
+    from coachgate.billing.services import sweep as billing_sweep
+
+    broken = WebhookEvent.objects.create(  # stored, then the processing raises on it
+        gateway="stripe", event_id="evt_broken", type="payment_intent.succeeded",
+        payload=["not", "an", "object"], received_at=now)
+    report = billing_sweep(now=START + 2 * H)  # every session is over: all settle
+    assert report.errors == 1 and report.sessions == 3
+    assert SessionBilling.objects.filter(settled_at__isnull=False).count() == 3
+    broken.refresh_from_db()
+    assert broken.status == "received" and "AttributeError" in broken.error

@@ -129,12 +129,14 @@ def record_failure(model: type[Model], pk: Any, *, owner: str, now: datetime,
 
 
 def isolated(kind: str, what: str, step: Callable[..., object], *args: Any,
-             atomic: bool = False, **kwargs: Any) -> bool:
+             atomic: bool = False, on_error: Callable[[Exception], object] | None = None,
+             **kwargs: Any) -> bool:
     """Run one repair step of a sweep (a row without a timer of its own: a booking that lost
     its event, a seat out of step), in a transaction of its own if ``atomic``, so that
     whatever it raises stays with it: logged, counted in
     ``coachgate_gate_runs_total{kind, result="error"}``, tried again by the next sweep.
-    Runs ``step(*args, **kwargs)``; returns whether it succeeded."""
+    Runs ``step(*args, **kwargs)``; returns whether it succeeded. ``on_error(exc)`` may
+    record the error where admins see it (it must not raise; if it does, that is logged)."""
     try:
         if atomic:
             with transaction.atomic():
@@ -142,9 +144,14 @@ def isolated(kind: str, what: str, step: Callable[..., object], *args: Any,
         else:
             step(*args, **kwargs)
         return True
-    except Exception:
+    except Exception as exc:
         log.exception("%s failed; the next sweep tries again", what)
         metrics.GATE_RUNS.labels(kind=kind, result="error").inc()
+        if on_error is not None:
+            try:
+                on_error(exc)
+            except Exception:
+                log.exception("could not record the failure of %s", what)
         return False
 
 
