@@ -158,3 +158,30 @@ def test_a_slow_stripe_call_holds_no_lock(stripe_gateway, stripe_fake, offer, st
     assert not gate.is_alive()
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.AUTHORIZED and payment.lease_owner == ""
+
+
+def test_a_crash_between_the_call_and_its_record_replays_the_same_call(
+        stripe_gateway, stripe_fake, offer, student, now) -> None:
+    """The worker dies after Stripe answered and before the answer was recorded: the row
+    still says what it said, so the next run (once the lease lapsed) plans the same call
+    with the same idempotency key, and Stripe replays its first answer."""
+    save_card(stripe_fake, student)
+    scheduling.book_session(student, offer.pk, START, now=now)
+    payment = Payment.objects.get()
+    assert services.run_payment(payment.pk, now=AUTH, owner="dies")
+    # Undo what that run recorded, to stand for a run that died right after its call:
+    first = Payment.objects.get().ref
+    Payment.objects.filter(pk=payment.pk).update(
+        status=PaymentStatus.PENDING, ref="", lease_owner="dies",
+        lease_until=AUTH + timedelta(seconds=90), next_due_at=AUTH)
+    # While the dead run's lease lasts, nobody else calls.
+    assert services.run_payment(payment.pk, now=AUTH + timedelta(seconds=10), owner="next")
+    assert Payment.objects.get().status == PaymentStatus.PENDING
+    later = AUTH + timedelta(minutes=2)
+    assert services.run_payment(payment.pk, now=later, owner="next")
+    p = Payment.objects.get()
+    assert (p.status, p.ref, p.lease_owner) == (PaymentStatus.AUTHORIZED, first, "")
+    creates = [r for r in stripe_fake.requests if r.method == "POST"
+               and r.path == "/v1/payment_intents"]
+    assert len(creates) == 2 and creates[1].replayed  # one PaymentIntent, answered twice
+    assert len(stripe_fake.payment_intents) == 1
