@@ -202,8 +202,9 @@ def _follow_reschedule(session: Session, now: datetime) -> None:
 def record_prepayment(student: User, *, key: str, amount_minor: int, currency: str,
                       now: datetime, memo: str = "") -> Payment:
     """A purchase paid up front (a pack): the student owes ``amount_minor`` now, held as
-    deferred (not yet earned) until sessions are used. Charged at once through the
-    gateway. In the caller's transaction; idempotent per ``key`` (e.g. "pack:7")."""
+    deferred (not yet earned) until sessions are used. In the caller's transaction;
+    idempotent per ``key`` (e.g. "pack:7"). The payment's gate charges it right after the
+    caller commits, outside any transaction (offline: recorded here, nothing to call)."""
     if amount_minor > 0 and gateway_name() != "offline":
         profile = BillingProfile.objects.filter(user=student).first()
         if profile is None or not profile.payment_method_ref:
