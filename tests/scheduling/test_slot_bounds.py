@@ -177,3 +177,20 @@ def test_override_days_inside_the_range_are_kept(coach):
         r = api.post("/coach/overrides", {"day": day, "kind": "blocked"})
         assert r.status_code == 201, r.json_body
     assert AvailabilityOverride.objects.count() == 2
+
+
+def test_the_admin_refuses_override_days_outside_the_range(admin, coach):
+    from django.contrib.admin.sites import site
+    from django.test import RequestFactory
+
+    request = RequestFactory().post("/admin/scheduling/availabilityoverride/add/")
+    request.user = admin
+    form_class = site._registry[AvailabilityOverride].get_form(request)
+    base = {"coach": coach.coach_profile.pk, "kind": "blocked"}
+    form = form_class(data={**base, "day": "9999-12-31"})
+    assert not form.is_valid() and "day" in form.errors
+    form = form_class(data={**base, "kind": "extra", "day": "2031-03-03", "start_time": "11:00",
+                            "end_time": "10:00"})
+    assert not form.is_valid()
+    form = form_class(data={**base, "day": "2031-03-03"})
+    assert form.is_valid(), form.errors

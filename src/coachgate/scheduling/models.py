@@ -46,6 +46,25 @@ class AvailabilityOverride(models.Model):
         ordering = ["day", "start_time"]
         indexes = [models.Index(fields=["coach", "day"])]
 
+    def clean(self) -> None:
+        """The API's checks for the admin's form: a day in 1900-8999 and a valid range."""
+        from django.core.exceptions import ValidationError
+
+        from coachgate.kit import clock
+
+        from .rules import DateOverride
+
+        if self.day is None:
+            return  # the form refused it already
+        if not clock.EARLIEST.date() <= self.day < clock.LATEST.date():
+            raise ValidationError({"day": "The day must be between the years 1900 and 9000."})
+        try:
+            # kind is one of the field's choices, checked by the form before clean()
+            DateOverride(self.day, self.kind,  # type: ignore[arg-type]
+                         self.start_time, self.end_time)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
 
 class Session(models.Model):
     """A block of the coach's time. One-to-one offers have one booking; group offers more.
