@@ -302,7 +302,8 @@ def list_slots(
     actor: User | None, offer: Offer, *, start: datetime | None = None,
     end: datetime | None = None, now: datetime | None = None, limit: int = MAX_SLOT_LIMIT,
 ) -> list[SlotView]:
-    """The slots of slot_page, without the next page's start."""
+    """The first ``limit`` slots (at most MAX_SLOT_LIMIT) of slot_page; a caller that needs
+    more follows slot_page's next_start."""
     return slot_page(actor, offer, start=start, end=end, now=now, limit=limit).slots
 
 
