@@ -106,7 +106,8 @@ def child(design: str, sessions: int, coaches: int) -> None:
         start = base + timedelta(seconds=rng.uniform(0, 60))
         rows.append(Session(coach=profiles[offer.coach_id], offer=offer, starts_at=start,
                             ends_at=start + timedelta(seconds=65), status="scheduled",
-                            capacity=1, seats_taken=1))
+                            capacity=1, seats_taken=1, access_policy=offer.access_policy,
+                            money_policy=offer.money_policy))
     with transaction.atomic():
         Session.objects.bulk_create(rows)
         Booking.objects.bulk_create([Booking(session=s, student=students[i], booked_at=now)

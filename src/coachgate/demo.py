@@ -103,8 +103,21 @@ def link_everyone(emu: DiscordEmulator) -> None:
         link_to_emulator(emu, cfg.guild_id, user, now=now)
 
 
-@transaction.atomic
 def _create() -> None:
+    _create_catalog()
+    # The booking is made outside that transaction: booking owns its transaction.
+    students = [_ensure_user(e, "student", n, tz) for e, n, tz in STUDENTS]
+    first_offer = catalog.visible_offers(None).order_by("pk").first()
+    if first_offer is None:
+        return
+    slots = scheduling.list_slots(None, first_offer)
+    if slots:
+        scheduling.book_session(students[0], first_offer.pk, slots[0].start,
+                                intake={"what_do_you_want_to_achieve": "Pass my interview"})
+
+
+@transaction.atomic
+def _create_catalog() -> None:
     admin = _ensure_user(ADMIN, "admin", "Demo Admin", "UTC")
     for i, (email, name, tz, specialties, bio) in enumerate(COACHES):
         user = _ensure_user(email, "student", name, tz)
@@ -118,14 +131,6 @@ def _create() -> None:
         for data in _offers(i):
             offer = catalog.create_offer(user, data)
             catalog.set_offer_status(user, offer.pk, "published")
-    students = [_ensure_user(e, "student", n, tz) for e, n, tz in STUDENTS]
-    first_offer = catalog.visible_offers(None).order_by("pk").first()
-    if first_offer is None:
-        return
-    slots = scheduling.list_slots(None, first_offer)
-    if slots:
-        scheduling.book_session(students[0], first_offer.pk, slots[0].start,
-                                intake={"what_do_you_want_to_achieve": "Pass my interview"})
 
 
 def _create_users() -> None:

@@ -105,3 +105,37 @@ def test_group_race_fills_exactly_the_capacity():
     session = Session.objects.get()
     assert session.seats_taken == 3
     assert Booking.objects.filter(session=session, status="active").count() == 3
+
+
+def test_retries_of_one_request_racing_make_one_booking():
+    """A client that lost its connection retries the same request with its Idempotency-Key
+    several times at once (group offer: the slot itself would take them all)."""
+    coach = make_coach(admin=make_admin())
+    offer = make_offer(coach, capacity=10)
+    student = make_student("retry@test.example")
+    barrier = threading.Barrier(6)
+    got: list[object] = []
+    lock = threading.Lock()
+
+    def client():
+        barrier.wait()
+        try:
+            booking = services.book_session(student, offer.pk, NINE, now=NOW,
+                                            idempotency_key="dropped-connection-1")
+            result: object = booking.pk
+        except Exception as exc:  # any error is a bug the test must show
+            result = f"crash:{type(exc).__name__}:{exc}"
+        finally:
+            connections.close_all()
+        with lock:
+            got.append(result)
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a client hung"
+    assert Booking.objects.count() == 1
+    assert got == [Booking.objects.get().pk] * 6, got
+    assert Session.objects.get().seats_taken == 1

@@ -10,6 +10,9 @@ from coachgate.catalog.rules import parse_access_policy
 from coachgate.integrations.discord import permissions as perms
 from coachgate.integrations.discord.client import DiscordError
 from coachgate.kit import clock
+from coachgate.kit.errors import InvalidInput
+from coachgate.scheduling.lifecycle import SessionStatus
+from coachgate.scheduling.models import Session
 
 from .services import GUILD_CHANNEL_LIMIT, discord_client, record_guild_channels
 
@@ -44,9 +47,20 @@ class CheckReport:
 
 
 def modes_in_use() -> list[str]:
-    modes = {parse_access_policy(p).discord_mode for p in Offer.objects.filter(
-        status=OfferStatus.PUBLISHED, delivery="discord_voice").values_list(
-        "access_policy", flat=True)}
+    """Discord modes of published offers and of the scheduled sessions booked under them
+    (a session keeps the policy it was booked under). A policy that does not parse is left
+    out here: the access worker records it against its session."""
+    policies = [*Offer.objects.filter(status=OfferStatus.PUBLISHED, delivery="discord_voice")
+                .values_list("access_policy", flat=True),
+                *Session.objects.filter(status=SessionStatus.SCHEDULED,
+                                        offer__delivery="discord_voice")
+                .values_list("access_policy", flat=True).distinct()]
+    modes: set[str] = set()
+    for p in policies:
+        try:
+            modes.add(parse_access_policy(p).discord_mode)
+        except InvalidInput:
+            continue
     return sorted(modes or {"member_overwrites"})
 
 

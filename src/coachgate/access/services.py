@@ -121,16 +121,17 @@ def _bot_user_id(client: DiscordClient, cfg: linked.GuildSettings) -> str:
 # --- keeping the access row in step with the session -------------------------------------
 
 
-def _policy(offer: Offer) -> AccessPolicy:
-    return parse_access_policy(offer.access_policy)
+def _policy(source: Session | Offer) -> AccessPolicy:
+    """A session's access policy is the one it was booked under (its snapshot); an offer's
+    is what a booking made now would get."""
+    return parse_access_policy(source.access_policy)
 
 
 def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
     """Create or update the session's access row after the session changed (booked,
     rescheduled, cancelled, finished) and schedule the wake-up. Runs in the caller's
     transaction; the wake-up is enqueued on commit."""
-    offer = session.offer
-    policy = _policy(offer)
+    policy = _policy(session)
     gates = rules.timeline(session.starts_at, session.ends_at, policy)
     window_start, window_end = rules.access_window(session.starts_at, session.ends_at, policy)
     live = session.status in LIVE
@@ -139,7 +140,8 @@ def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
     # so the second update waits for the first.
     SessionAccess.objects.get_or_create(session=session, defaults={
         "window_start": window_start, "window_end": window_end,
-        "discord": offer.delivery == Delivery.DISCORD_VOICE, "mode": policy.discord_mode})
+        "discord": session.offer.delivery == Delivery.DISCORD_VOICE,
+        "mode": policy.discord_mode})
     row = SessionAccess.objects.select_for_update().get(pk=session.pk)
     previous_due = row.next_due_at
     if (row.window_start, row.window_end) != (window_start, window_end):
@@ -345,7 +347,7 @@ def _tell_admins(row: SessionAccess, error: str, now: datetime) -> None:
 
 def _run_claimed(row: SessionAccess, now: datetime) -> RunResult:
     session = row.session
-    policy = _policy(session.offer)
+    policy = _policy(session)
     gates = rules.timeline(session.starts_at, session.ends_at, policy)
     live = session.status in LIVE
     desired = rules.desired_phase(gates, live=live, now=now)
@@ -1044,7 +1046,7 @@ def check_student_link(student: User) -> None:
 
 
 def gates_of(session: Session) -> list[rules.Gate]:
-    return rules.timeline(session.starts_at, session.ends_at, _policy(session.offer))
+    return rules.timeline(session.starts_at, session.ends_at, _policy(session))
 
 
 class AccessUnavailable(CoachgateError):

@@ -11,7 +11,12 @@ from django.dispatch import receiver
 from coachgate.accounts.models import User
 from coachgate.catalog.models import Offer
 from coachgate.kit import clock
-from coachgate.scheduling.events import booking_requested, session_changed
+from coachgate.scheduling.events import (
+    BOOKING_MADE,
+    SessionEventKind,
+    booking_requested,
+    session_changed,
+)
 from coachgate.scheduling.models import Session
 
 from .models import SessionBilling
@@ -26,13 +31,13 @@ def check_booking(sender: Any, *, student: User, offer: Offer, start: datetime, 
 
 
 @receiver(session_changed, dispatch_uid="billing.session_changed")
-def on_session_changed(sender: Any, *, kind: str, session_id: int, booking_id: int | None,
-                       **kwargs: Any) -> None:
+def on_session_changed(sender: Any, *, kind: SessionEventKind, session_id: int,
+                       booking_id: int | None, **kwargs: Any) -> None:
     from . import services
 
     now = clock.now()
     with transaction.atomic():
-        if kind in ("booked", "seat_taken") and booking_id is not None:
+        if kind in BOOKING_MADE and booking_id is not None:
             services.record_booking(booking_id, now=now)
             return
         if SessionBilling.objects.filter(pk=session_id, settled_at__isnull=False).exists():

@@ -93,9 +93,12 @@ def render(template: str, context: dict[str, Any], user: User) -> Rendered:
         "recipient_timezone": user.timezone,
     }
     with timezone.override(_zone(user.timezone)):
+        # A Context escapes HTML unless told not to, whatever the engine says: these are
+        # plain text ("O'Brien & Sons", not "O&#x27;Brien &amp; Sons").
         subject = str(_ENGINE.get_template(f"notify/{template}/subject.txt")
-                      .render(Context(data)))
-        body = str(_ENGINE.get_template(f"notify/{template}/body.txt").render(Context(data)))
+                      .render(Context(data, autoescape=False)))
+        body = str(_ENGINE.get_template(f"notify/{template}/body.txt")
+                   .render(Context(data, autoescape=False)))
     return Rendered(subject=" ".join(subject.split()),  # one line: a header has no newline
                     body=re.sub(r"\n{3,}", "\n\n", body.strip()) + "\n")
 

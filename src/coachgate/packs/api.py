@@ -12,8 +12,9 @@ from pydantic import AwareDatetime
 
 from coachgate.accounts.auth import API_AUTH, current_user
 from coachgate.billing.rules import pack_session_values
+from coachgate.kit import idempotency, money
 from coachgate.kit.schema import JsonInt
-from coachgate.scheduling.api import SessionOut, _session_out
+from coachgate.scheduling.api import IDEMPOTENCY_NOTE, SessionOut, _session_out
 
 from . import services
 from .models import Pack, Seat, WaitlistEntry
@@ -68,7 +69,8 @@ def _pack_out(pack: Pack) -> PackOut:
         remaining=pack.remaining, booked=booked,
         available=(max(0, pack.remaining - booked) if pack.status == "active" else 0),
         price_minor=pack.price_minor, currency=pack.currency,
-        session_values_minor=pack_session_values(pack.price_minor, pack.size),
+        session_values_minor=pack_session_values(pack.price_minor, pack.size,
+                                                 money.quantum(pack.currency)),
         purchased_at=pack.purchased_at, expires_at=pack.expires_at,
         depleted_at=pack.depleted_at, expired_at=pack.expired_at,
         renewal_of_id=pack.renewal_of_id,
@@ -77,9 +79,11 @@ def _pack_out(pack: Pack) -> PackOut:
 
 
 @router.post("/packs", response={201: PackOut},
-             summary="Buy a pack (students): paid up front; takes or keeps a seat with the coach")
+             summary="Buy a pack (students): paid up front; takes or keeps a seat with the coach",
+             description=IDEMPOTENCY_NOTE)
 def buy(request: HttpRequest, payload: BuyIn) -> Status:
-    pack = services.buy_pack(current_user(request), payload.offer_id)
+    pack = services.buy_pack(current_user(request), payload.offer_id,
+                             idempotency_key=idempotency.key_from(request))
     return Status(201, _pack_out(services.get_pack(current_user(request), pack.pk)))
 
 
@@ -101,10 +105,11 @@ class PackBookIn(Schema):
 
 
 @router.post("/packs/{pack_id}/bookings", response={201: SessionOut},
-             summary="Book a session from your pack (students)")
+             summary="Book a session from your pack (students)", description=IDEMPOTENCY_NOTE)
 def book(request: HttpRequest, pack_id: int, payload: PackBookIn) -> Status:
     user = current_user(request)
-    booking = services.book_from_pack(user, pack_id, payload.start, intake=payload.intake)
+    booking = services.book_from_pack(user, pack_id, payload.start, intake=payload.intake,
+                                      idempotency_key=idempotency.key_from(request))
     return Status(201, _session_out(user, booking.session))
 
 

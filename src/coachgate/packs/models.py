@@ -83,6 +83,10 @@ class Pack(TimerRow):
                                       related_name="renewed_by")
     one_left_reminded = models.BooleanField(default=False)
     complete_reminded = models.BooleanField(default=False)
+    # Idempotency-Key of the purchase request, with its digest: a retried purchase returns
+    # this pack instead of buying another.
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    request_digest = models.CharField(max_length=64, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -102,6 +106,9 @@ class Pack(TimerRow):
             models.CheckConstraint(
                 condition=~Q(status=PackStatus.DEPLETED.value) | Q(remaining=0),
                 name="packs_depleted_has_none_left"),
+            models.UniqueConstraint(fields=["student", "idempotency_key"],
+                                    condition=~Q(idempotency_key=""),
+                                    name="packs_purchase_idempotency_key_once"),
         ]
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ from coachgate.billing.events import booking_settled
 from coachgate.billing.models import Settlement
 from coachgate.catalog.models import Offer
 from coachgate.kit import clock
-from coachgate.scheduling.events import booking_requested, session_changed
+from coachgate.scheduling.events import SessionEventKind, booking_requested, session_changed
 
 
 @receiver(booking_requested, dispatch_uid="packs.refuse_direct_pack_booking")
@@ -34,9 +34,9 @@ def record_settlement(sender: Any, *, settlement: Settlement, consumes: bool, no
 
 
 @receiver(session_changed, dispatch_uid="packs.session_changed")
-def on_session_changed(sender: Any, *, kind: str, session_id: int, booking_id: int | None,
-                       **kwargs: Any) -> None:
-    if kind != "rescheduled":
+def on_session_changed(sender: Any, *, kind: SessionEventKind, session_id: int,
+                       booking_id: int | None, **kwargs: Any) -> None:
+    if kind != SessionEventKind.RESCHEDULED:
         return  # outcomes and cancellations reach packs through their settlement
     from . import services
 

@@ -39,7 +39,7 @@ from coachgate.billing.models import Settlement
 from coachgate.billing.rules import pack_session_values
 from coachgate.catalog.models import CoachProfile, Offer
 from coachgate.catalog.services import coach_profile_of
-from coachgate.kit import clock, due, metrics
+from coachgate.kit import clock, due, idempotency, metrics, money
 from coachgate.kit.errors import (
     Conflict,
     Forbidden,
@@ -128,16 +128,44 @@ def _is_renewed(pack: Pack) -> bool:
 # --- buying ---------------------------------------------------------------------------
 
 
-def buy_pack(student: User, offer_id: int, *, now: datetime | None = None) -> Pack:
+def buy_pack(student: User, offer_id: int, *, now: datetime | None = None,
+             idempotency_key: str | None = None) -> Pack:
     """Buy a pack of the offer's sessions, paid up front.
 
     Takes one of the coach's free seats, or keeps the seat the student already holds with
     the coach (a renewal: any grace ends; the new pack links to the previous one). Raises
-    NoSeat (409) when every seat is held by others.
+    NoSeat (409) when every seat is held by others. With an ``idempotency_key``, a retry of
+    the same purchase returns the pack the first one bought, never a second pack.
     """
     now = now or clock.now()
     if student.role != Role.STUDENT:
         raise Forbidden("Only student accounts buy packs.")
+    request = (idempotency.digest({"offer_id": offer_id})
+               if idempotency_key is not None else "")
+    first = _bought_before(student, idempotency_key, request)
+    if first is not None:
+        return first
+    try:
+        return _buy_pack(student, offer_id, now=now, idempotency_key=idempotency_key or "",
+                         request_digest=request)
+    except Conflict:
+        first = _bought_before(student, idempotency_key, request)
+        if first is not None:
+            return first  # two retries of one purchase raced; the first is the answer
+        raise
+
+
+def _bought_before(student: User, key: str | None, request_digest: str) -> Pack | None:
+    if key is None:
+        return None
+    pack = Pack.objects.filter(student=student, idempotency_key=key).first()
+    if pack is not None:
+        idempotency.check_same_request(pack.request_digest, request_digest)
+    return pack
+
+
+def _buy_pack(student: User, offer_id: int, *, now: datetime, idempotency_key: str,
+              request_digest: str) -> Pack:
     offer = Offer.objects.select_related("coach").filter(pk=offer_id).first()
     if offer is None or not offer.is_bookable:
         raise OfferNotBookable(details={"offer_id": offer_id})
@@ -145,7 +173,7 @@ def buy_pack(student: User, offer_id: int, *, now: datetime | None = None) -> Pa
         raise NotAPack(details={"offer_id": offer_id})
     times = pack_times()
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             # Seats are counted and taken under the coach's row lock: two students racing
             # for the last seat are served one after the other (SQLite serializes writers).
             coach = _lock(CoachProfile.objects.all()).get(pk=offer.coach_id)
@@ -171,7 +199,8 @@ def buy_pack(student: User, offer_id: int, *, now: datetime | None = None) -> Pa
                 student=student, offer=offer, coach=coach, seat=seat, size=offer.pack_size,
                 remaining=offer.pack_size, price_minor=offer.price_minor,
                 currency=offer.currency, status=PackStatus.ACTIVE, purchased_at=now,
-                expires_at=expires, renewal_of=previous, next_due_at=expires)
+                expires_at=expires, renewal_of=previous, next_due_at=expires,
+                idempotency_key=idempotency_key, request_digest=request_digest)
             _keep_seat(seat, pack, now)
             billing.record_prepayment(
                 student, key=f"pack:{pack.pk}", amount_minor=pack.price_minor,
@@ -190,6 +219,9 @@ def buy_pack(student: User, offer_id: int, *, now: datetime | None = None) -> Pa
         if "packs_one_holding_seat" in str(exc) or "packs_seat.coach_id" in str(exc):
             # The same student bought twice at the same moment; the other purchase won.
             raise Conflict("Another purchase of yours is in progress; try again.") from None
+        if "packs_purchase_idempotency_key_once" in str(exc) or (
+                "packs_pack.idempotency_key" in str(exc)):
+            raise Conflict("This purchase is already being made; try again.") from None
         raise
 
 
@@ -216,10 +248,10 @@ def _held_uses(pack: Pack) -> QuerySet[PackUse]:
 
 
 def book_from_pack(student: User, pack_id: int, start: datetime, *,
-                   intake: dict[str, Any] | None = None,
-                   now: datetime | None = None) -> Booking:
-    """Book a slot of the pack's offer, paid by the pack. In one transaction: the booking,
-    the pack use (its number and value) and billing's funding record."""
+                   intake: dict[str, Any] | None = None, now: datetime | None = None,
+                   idempotency_key: str | None = None) -> Booking:
+    """Book a slot of the pack's offer, paid by the pack. In the booking's own transaction:
+    the booking, the pack use (its number and value) and billing's funding record."""
     now = now or clock.now()
     if start.tzinfo is None or start.utcoffset() is None:
         raise InvalidInput("start must include a UTC offset.", details={"field": "start"})
@@ -227,36 +259,48 @@ def book_from_pack(student: User, pack_id: int, start: datetime, *,
     if student.role != Role.STUDENT:  # an admin may see a pack, never book from it
         raise Forbidden("Only the pack's student books from it.")
     _check_start_in_range(start, now, visible.offer.horizon_days)
-    with transaction.atomic():
+    if idempotency_key is None:  # a retry gets its first answer even once the pack is used
+        _refuse_if_unusable(visible, now)  # the friendly answer before any slot work
+
+    def record_use(booking: Booking) -> None:
+        # Under the pack's row lock, after the coach's schedule lock the booking took (the
+        # order settlement uses too: session, then pack).
         pack = _lock(Pack.objects.select_related("offer")).get(pk=pack_id)
         if pack.student_id != student.pk:
             raise Forbidden("Only the pack's student books from it.")
-        held = _held_uses(pack).count()
-        refusal = rules.booking_refusal(status=PackStatus(pack.status), remaining=pack.remaining,
-                                        held=held, expires_at=pack.expires_at, now=now)
-        if refusal == rules.Refusal.EXPIRED:
-            raise PackExpired(
-                f"This pack expired on {pack.expires_at:%Y-%m-%d %H:%M} UTC: its sessions can "
-                "no longer be booked. Buy a new pack to continue.",
-                details={"pack_id": pack.pk, "expires_at": pack.expires_at.isoformat()})
-        if refusal is not None:
-            raise PackUsedUp(
-                f"All {pack.size} sessions of this pack are used or booked "
-                f"({pack.size - pack.remaining} used, {held} booked). Renew the pack to book "
-                "more.", details={"pack_id": pack.pk, "remaining": pack.remaining,
-                                  "booked": held})
-        with _booking_from(pack.offer_id):
-            booking = scheduling.book_session(student, pack.offer_id, start, intake=intake,
-                                              now=now)
+        _refuse_if_unusable(pack, now)
         taken = PackUse.objects.filter(pack=pack, freed_at__isnull=True).values_list(
             "number", flat=True)
         number = rules.first_free_number(pack.size, taken)
-        value = pack_session_values(pack.price_minor, pack.size)[number - 1]
+        value = pack_session_values(pack.price_minor, pack.size,
+                                    money.quantum(pack.currency))[number - 1]
         PackUse.objects.create(booking=booking, pack=pack, number=number, value_minor=value,
                                booked_at=now)
         billing.fund_booking(booking, source=f"pack:{pack.pk}", value_minor=value, now=now)
-        _count("session_booked")
-        return booking
+
+    with _booking_from(visible.offer_id):
+        booking = scheduling.book_session(
+            student, visible.offer_id, start, intake=intake, now=now,
+            idempotency_key=idempotency_key, on_booked=record_use, via=f"pack:{pack_id}")
+    _count("session_booked")
+    return booking
+
+
+def _refuse_if_unusable(pack: Pack, now: datetime) -> None:
+    held = _held_uses(pack).count()
+    refusal = rules.booking_refusal(status=PackStatus(pack.status), remaining=pack.remaining,
+                                    held=held, expires_at=pack.expires_at, now=now)
+    if refusal == rules.Refusal.EXPIRED:
+        raise PackExpired(
+            f"This pack expired on {pack.expires_at:%Y-%m-%d %H:%M} UTC: its sessions can "
+            "no longer be booked. Buy a new pack to continue.",
+            details={"pack_id": pack.pk, "expires_at": pack.expires_at.isoformat()})
+    if refusal is not None:
+        raise PackUsedUp(
+            f"All {pack.size} sessions of this pack are used or booked "
+            f"({pack.size - pack.remaining} used, {held} booked). Renew the pack to book "
+            "more.", details={"pack_id": pack.pk, "remaining": pack.remaining,
+                              "booked": held})
 
 
 def _check_start_in_range(start: datetime, now: datetime, horizon_days: int) -> None:
@@ -575,7 +619,7 @@ def join_waitlist(student: User, coach_id: int, *, now: datetime | None = None
     coach = CoachProfile.objects.filter(pk=coach_id).first() if 0 < coach_id < 2**63 else None
     if coach is None or not coach.is_approved:
         raise NotFound("No such coach.")
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         existing = WaitlistEntry.objects.filter(coach=coach, student=student,
                                                 fulfilled_at__isnull=True).first()
         if existing is not None and existing.notified_at is None:

@@ -15,7 +15,7 @@ from coachgate.accounts.auth import API_AUTH, current_user, optional_user
 from coachgate.accounts.models import User
 from coachgate.accounts.services import validate_timezone
 from coachgate.catalog.services import coach_profile_of, get_offer
-from coachgate.kit import clock
+from coachgate.kit import clock, idempotency
 from coachgate.kit.schema import JsonInt
 
 from . import services
@@ -225,10 +225,19 @@ def _session_out(actor: User, session: Session) -> SessionOut:
     )
 
 
-@router.post("/bookings", response={201: SessionOut}, summary="Book a slot (students)")
+IDEMPOTENCY_NOTE = (
+    "Send an `Idempotency-Key` header (1–255 printable ASCII characters, e.g. a UUID) to "
+    "retry safely: a retry of the same request with the same key answers what the first "
+    "one made, never a second one; the same key with a different request answers 422 "
+    "`idempotency_key_reused`.")
+
+
+@router.post("/bookings", response={201: SessionOut}, summary="Book a slot (students)",
+             description=IDEMPOTENCY_NOTE)
 def book(request: HttpRequest, payload: BookIn) -> Status:
     user = current_user(request)
-    booking = services.book_session(user, payload.offer_id, payload.start, intake=payload.intake)
+    booking = services.book_session(user, payload.offer_id, payload.start, intake=payload.intake,
+                                    idempotency_key=idempotency.key_from(request))
     return Status(201, _session_out(user, booking.session))
 
 

@@ -6,10 +6,36 @@ once the transaction that caused it has committed (dropped on rollback).
 
 from __future__ import annotations
 
+import logging
+from enum import StrEnum
+
 from django.db import transaction
 from django.dispatch import Signal
 
-# Sent with: kind (str), session_id (int), booking_id (int | None)
+log = logging.getLogger(__name__)
+
+
+class SessionEventKind(StrEnum):
+    """Every kind of entry in a session's audit trail. The first ten change the session and
+    are sent as ``session_changed``; the rest are facts recorded beside it."""
+
+    BOOKED = "booked"  # a new session with its first booking
+    SEAT_TAKEN = "seat_taken"  # another student joined a group session
+    SEAT_FREED = "seat_freed"  # a student of a group session cancelled their seat
+    CANCELLED = "cancelled"
+    RESCHEDULED = "rescheduled"
+    STARTED = "started"
+    COMPLETED = "completed"
+    NO_SHOW_STUDENT = "no_show_student"
+    NO_SHOW_COACH = "no_show_coach"
+    EARLY_END_SHORT = "early_end_short"
+    STUDENT_MARKED_ABSENT = "student_marked_absent"  # one seat of a group session
+
+
+# A new booking exists (the booking id comes with the event).
+BOOKING_MADE = frozenset({SessionEventKind.BOOKED, SessionEventKind.SEAT_TAKEN})
+
+# Sent with: kind (SessionEventKind), session_id (int), booking_id (int | None)
 session_changed = Signal()
 
 # Sent synchronously before a booking is written, with: student, offer, start, end, now.
@@ -17,13 +43,23 @@ session_changed = Signal()
 booking_requested = Signal()
 
 
-def emit_on_commit(kind: str, session_id: int, booking_id: int | None = None) -> None:
+def send_session_changed(kind: SessionEventKind, session_id: int,
+                         booking_id: int | None = None) -> None:
+    """Send the event to every receiver, each on its own: a receiver that raises is logged
+    and the others still run (access failing must not keep billing from recording the
+    booking's charge). Each domain's sweep repairs what a failed receiver missed."""
+    results = session_changed.send_robust(sender=None, kind=kind, session_id=session_id,
+                                          booking_id=booking_id)
+    for receiver, result in results:
+        if isinstance(result, BaseException):
+            log.error("session event %s of session %s: receiver %s failed", kind, session_id,
+                      getattr(receiver, "__qualname__", receiver),
+                      exc_info=(type(result), result, result.__traceback__))
+
+
+def emit_on_commit(kind: SessionEventKind, session_id: int,
+                   booking_id: int | None = None) -> None:
     # robust: the change has committed; a failing receiver is logged, never turned into an
-    # error for the caller whose booking succeeded (the access sweep repairs what a lost
-    # event missed).
-    transaction.on_commit(
-        lambda: session_changed.send(
-            sender=None, kind=kind, session_id=session_id, booking_id=booking_id
-        ),
-        robust=True,
-    )
+    # error for the caller whose booking succeeded.
+    transaction.on_commit(lambda: send_session_changed(kind, session_id, booking_id),
+                          robust=True)

@@ -82,6 +82,11 @@ class Session(models.Model):
     capacity = models.PositiveIntegerField(default=1)
     seats_taken = models.PositiveIntegerField(default=0)
     reschedule_count = models.PositiveIntegerField(default=0)
+    # The offer's policies when the session was booked (SPEC: later edits of the offer apply
+    # to later bookings only). Access and billing read these, never the live offer; a
+    # rescheduled session keeps them. A group session's later seats share them.
+    access_policy = models.JSONField(default=dict, blank=True)
+    money_policy = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -120,6 +125,12 @@ class Booking(models.Model):
                               default=BookingStatus.ACTIVE)
     intake_answers = models.JSONField(default=dict, blank=True)
     booked_at = models.DateTimeField()
+    # The offer's cancellation policy when this booking was made (a snapshot, like the price).
+    free_cancellation_hours = models.PositiveIntegerField(default=24)
+    # Idempotency-Key of the request that made the booking, with a digest of that request,
+    # so a retried POST returns this booking instead of making another.
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    request_digest = models.CharField(max_length=64, blank=True, default="")
     cancelled_at = models.DateTimeField(null=True, blank=True)
     cancelled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -134,6 +145,9 @@ class Booking(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["session", "student"], condition=Q(status="active"),
                                     name="one_active_booking_per_student_and_session"),
+            models.UniqueConstraint(fields=["student", "idempotency_key"],
+                                    condition=~Q(idempotency_key=""),
+                                    name="booking_idempotency_key_once"),
         ]
 
 

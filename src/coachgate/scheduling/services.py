@@ -24,7 +24,7 @@ from coachgate.catalog.rules import (
     validate_intake_answers,
 )
 from coachgate.catalog.services import coach_profile_of
-from coachgate.kit import clock
+from coachgate.kit import clock, idempotency
 from coachgate.kit.errors import (
     AlreadyBooked,
     CancellationNotAllowed,
@@ -35,12 +35,13 @@ from coachgate.kit.errors import (
     OfferNotBookable,
     PastSlot,
     SessionFull,
+    SessionStarted,
     SlotNotOffered,
     SlotTaken,
 )
 
 from . import rules
-from .events import booking_requested, emit_on_commit
+from .events import SessionEventKind, booking_requested, emit_on_commit
 from .lifecycle import (
     CancellationOutcome,
     SessionStatus,
@@ -327,14 +328,14 @@ def _snapshot(session: Session) -> dict[str, Any]:
     }
 
 
-def _audit(session: Session, kind: str, actor: User | None, now: datetime,
+def _audit(session: Session, kind: SessionEventKind, actor: User | None, now: datetime,
            before: dict[str, Any], booking: Booking | None = None) -> None:
     SessionEvent.objects.create(session=session, booking=booking, kind=kind, actor=actor, at=now,
                                 before=before, after=_snapshot(session))
     emit_on_commit(kind, session.pk, booking.pk if booking else None)
 
 
-def record_event(session: Session, kind: str, actor: User | None, now: datetime, *,
+def record_event(session: Session, kind: SessionEventKind, actor: User | None, now: datetime, *,
                  booking: Booking | None = None,
                  details: dict[str, Any] | None = None) -> SessionEvent:
     """A fact another domain adds to the session's audit trail when the session itself does
@@ -363,21 +364,76 @@ def _is_transient(exc: OperationalError) -> bool:
 
 _BOOKING_OFFER_FIELDS = (
     "coach__id", "coach__timezone", "coach__status", "coach__availability_version",
-    "status", "capacity", "delivery", "access_policy", "price_minor", "currency", "pack_size",
-    "duration_minutes", "intake_fields", "buffer_before_minutes", "buffer_after_minutes",
-    "min_notice_minutes", "horizon_days", "max_sessions_per_day", "slot_step_minutes",
+    "status", "capacity", "delivery", "access_policy", "money_policy", "free_cancellation_hours",
+    "price_minor", "currency", "pack_size", "duration_minutes", "intake_fields",
+    "buffer_before_minutes", "buffer_after_minutes", "min_notice_minutes", "horizon_days",
+    "max_sessions_per_day", "slot_step_minutes",
 )
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A request's Idempotency-Key and the digest of what it asked."""
+
+    key: str
+    digest: str
+
+
+def booking_idempotency(key: str | None, *, offer_id: int, start: datetime,
+                        intake: dict[str, Any] | None, via: str = "") -> Idempotency | None:
+    if key is None:
+        return None
+    return Idempotency(key, idempotency.digest({
+        "via": via, "offer_id": offer_id, "start": start.astimezone(UTC).isoformat(),
+        "intake": intake or {}}))
+
+
+def _replayed(student: User, idem: Idempotency | None) -> Booking | None:
+    """The booking an earlier request with this key made, if any (same request only)."""
+    if idem is None:
+        return None
+    booking = (Booking.objects.select_related("session__offer", "session__coach")
+               .filter(student=student, idempotency_key=idem.key).first())
+    if booking is not None:
+        idempotency.check_same_request(booking.request_digest, idem.digest)
+    return booking
 
 
 def book_session(
     student: User, offer_id: int, start: datetime, *, intake: dict[str, Any] | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, idempotency_key: str | None = None,
+    on_booked: Callable[[Booking], None] | None = None, via: str = "",
 ) -> Booking:
-    """Book the slot starting at ``start``. Raises SlotTaken (409) if someone won the race."""
+    """Book the slot starting at ``start``. Raises SlotTaken (409) if someone won the race.
+
+    With an ``idempotency_key``, a retry of the same request returns the booking the first
+    one made (whatever happened since), never a second one. ``on_booked`` runs inside the
+    booking's transaction once the booking exists (packs record the pack use there); what
+    it raises undoes the booking.
+    """
     now = now or clock.now()
     start = clock.require_aware(start, "start")
     if student.role != Role.STUDENT:
         raise Forbidden("Only student accounts book sessions.")
+    idem = booking_idempotency(idempotency_key, offer_id=offer_id, start=start, intake=intake,
+                               via=via)
+    first = _replayed(student, idem)
+    if first is not None:
+        return first
+    try:
+        return _book(student, offer_id, start, intake=intake, now=now, idem=idem,
+                     on_booked=on_booked)
+    except (SlotTaken, AlreadyBooked, SessionFull):
+        # Two retries of one request raced: the one that committed is the answer.
+        first = _replayed(student, idem)
+        if first is not None:
+            return first
+        raise
+
+
+def _book(student: User, offer_id: int, start: datetime, *, intake: dict[str, Any] | None,
+          now: datetime, idem: Idempotency | None,
+          on_booked: Callable[[Booking], None] | None) -> Booking:
     # Only what booking reads: the full row (four JSON columns) was a fifth of a booking's
     # CPU (bench/bench_booking_race.py). Other fields load on first access.
     offer = (Offer.objects.select_related("coach").only(*_BOOKING_OFFER_FIELDS)
@@ -399,10 +455,12 @@ def book_session(
     for attempt in range(_ATTEMPTS):
         last = attempt == _ATTEMPTS - 1
         try:
-            return _book_once(student, offer, start, answers, now)
+            return _book_once(student, offer, start, answers, now, idem, on_booked)
         except IntegrityError as exc:
             if "one_active_booking" in str(exc):
                 raise AlreadyBooked() from None
+            if idem is not None and _is_idempotency_clash(exc):
+                raise AlreadyBooked() from None  # the caller returns the first booking
             if not _is_overlap(exc):
                 raise
             if offer.capacity == 1 or last:
@@ -413,6 +471,12 @@ def book_session(
             if last:
                 raise SlotTaken(details={"start": start.isoformat()}) from None
     raise AssertionError("unreachable")
+
+
+def _is_idempotency_clash(exc: IntegrityError) -> bool:
+    # PostgreSQL names the constraint; SQLite names the columns of the unique index.
+    text = str(exc)
+    return "booking_idempotency_key_once" in text or "booking.idempotency_key" in text
 
 
 _COACH_SCHEDULE_LOCK = 0x636F6163  # advisory lock namespace: "coac"
@@ -456,9 +520,10 @@ def _lock_coach_schedule(coach_id: int) -> bool:
     return True
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, Any],
-               now: datetime) -> Booking:
+               now: datetime, idem: Idempotency | None,
+               on_booked: Callable[[Booking], None] | None) -> Booking:
     end = start + timedelta(minutes=offer.duration_minutes)
     # One read of the coach's sessions answers most questions: the group session to join,
     # or the committed session that holds the time (most losers of a race stop here,
@@ -477,17 +542,22 @@ def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, 
                 _raise_if_taken(sessions, start, end)
     if group_pk is not None:
         session, before = _take_seat(student, offer, group_pk, start, now, sessions)
-        kind = "seat_taken"
+        kind = SessionEventKind.SEAT_TAKEN
     else:
         if _slot_offered(offer, start, now, sessions=sessions) is None:
             raise SlotNotOffered(details={"start": start.isoformat()})
         session = Session(coach=offer.coach, offer=offer, starts_at=start, ends_at=end,
-                          capacity=offer.capacity, seats_taken=1)
+                          capacity=offer.capacity, seats_taken=1,
+                          access_policy=offer.access_policy, money_policy=offer.money_policy)
         before = {}
         session.save()
-        kind = "booked"
-    booking = Booking.objects.create(session=session, student=student, intake_answers=answers,
-                                     booked_at=now)
+        kind = SessionEventKind.BOOKED
+    booking = Booking.objects.create(
+        session=session, student=student, intake_answers=answers, booked_at=now,
+        free_cancellation_hours=offer.free_cancellation_hours,
+        idempotency_key=idem.key if idem else "", request_digest=idem.digest if idem else "")
+    if on_booked is not None:
+        on_booked(booking)
     _audit(session, kind, student, now, before, booking)
     return booking
 
@@ -545,8 +615,21 @@ def get_session(actor: User, session_id: int) -> Session:
 
 
 def session_events(actor: User, session_id: int) -> list[SessionEvent]:
+    """The audit trail. A student sees the whole trail of their session, but never who the
+    other students of a group session are: another student's user id (as the actor, or
+    named in the details) is left out."""
     session = get_session(actor, session_id)
-    return list(session.events.all())
+    events = list(session.events.all())
+    if actor.is_admin or _is_coach_of(actor, session):
+        return events
+    visible = {actor.pk, session.coach.user_id}
+    for event in events:
+        if event.actor_id is not None and event.actor_id not in visible:
+            event.actor_id = None
+        for part in (event.before, event.after):
+            if part.get("student_id") not in (None, actor.pk):
+                part.pop("student_id")
+    return events
 
 
 def _is_coach_of(actor: User, session: Session) -> bool:
@@ -568,19 +651,29 @@ def lock_session(session_id: int) -> Session:
 def cancel_booking(actor: User, session_id: int, *, now: datetime | None = None) -> Session:
     """Cancel. A student gives up their seat; the coach or an admin cancels the session.
 
-    The offer's policy decides the outcome (free, late = settled as a student no-show,
-    by coach = never charged); it is recorded on each cancelled booking for billing.
+    The booking's cancellation policy (fixed when it was booked) decides the outcome (free,
+    late = settled as a student no-show, by coach = never charged); it is recorded on each
+    cancelled booking for billing. Once the start has passed, neither the student nor the
+    coach can cancel (the session's outcome settles it: completed, no-show, coach absent,
+    early end); an admin still can, as a remedy, and that is never charged.
     """
     now = now or clock.now()
     get_session(actor, session_id)  # visibility first: 404 for strangers
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         session = lock_session(session_id)
         if session.status != SessionStatus.SCHEDULED:
             raise CancellationNotAllowed(
                 f"A session that is {session.status.replace('_', ' ')} cannot be cancelled.")
+        coach = _is_coach_of(actor, session)
+        started = now >= session.starts_at
+        if started and not actor.is_admin:
+            raise SessionStarted(
+                "This session has started, so it can no longer be cancelled: end it or mark "
+                "who did not come." if coach else None,
+                details={"starts_at": session.starts_at.isoformat()})
         before = _snapshot(session)
-        if actor.is_admin or _is_coach_of(actor, session):
-            by = "admin" if actor.is_admin and not _is_coach_of(actor, session) else "coach"
+        if actor.is_admin or coach:
+            by = "admin" if actor.is_admin and not coach else "coach"
             outcome = decide_cancellation(by=by, starts_at=session.starts_at, now=now,
                                           free_cancellation_hours=0)
             bookings = list(session.bookings.filter(status=BookingStatus.ACTIVE))
@@ -588,14 +681,14 @@ def cancel_booking(actor: User, session_id: int, *, now: datetime | None = None)
             session.seats_taken = 0
             session.status = SessionStatus.CANCELLED
             session.save(update_fields=["status", "seats_taken", "updated_at"])
-            _audit(session, "cancelled", actor, now, before)
+            _audit(session, SessionEventKind.CANCELLED, actor, now, before)
             return session
         booking = session.bookings.filter(student=actor, status=BookingStatus.ACTIVE).first()
         if booking is None:
             raise CancellationNotAllowed("You have no active booking in this session.")
         outcome = decide_cancellation(
             by="student", starts_at=session.starts_at, now=now,
-            free_cancellation_hours=session.offer.free_cancellation_hours)
+            free_cancellation_hours=booking.free_cancellation_hours)
         _cancel_bookings([booking], actor, now, outcome)
         session.seats_taken = F("seats_taken") - 1
         session.save(update_fields=["seats_taken", "updated_at"])
@@ -603,8 +696,8 @@ def cancel_booking(actor: User, session_id: int, *, now: datetime | None = None)
         if session.seats_taken == 0:
             session.status = SessionStatus.CANCELLED
             session.save(update_fields=["status", "updated_at"])
-        _audit(session, "cancelled" if session.status == SessionStatus.CANCELLED else "seat_freed",
-               actor, now, before, booking)
+        _audit(session, SessionEventKind.CANCELLED if session.status == SessionStatus.CANCELLED
+               else SessionEventKind.SEAT_FREED, actor, now, before, booking)
         return session
 
 
@@ -625,18 +718,21 @@ def reschedule_session(actor: User, session_id: int, new_start: datetime, *,
     new_start = clock.require_aware(new_start, "start")
     coach_id = get_session(actor, session_id).coach_id  # a session's coach never changes
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             _lock_coach_schedule(coach_id)  # before the row lock: the order bookings use
             session = lock_session(session_id)
             if session.status != SessionStatus.SCHEDULED:
                 raise InvalidTransition("Only a scheduled session can be moved.")
+            if now >= session.starts_at:
+                raise InvalidTransition("A session that has started cannot be moved.",
+                                        details={"starts_at": session.starts_at.isoformat()})
             if not (actor.is_admin or _is_coach_of(actor, session)):
                 active = list(session.bookings.filter(status=BookingStatus.ACTIVE))
                 if [b.student_id for b in active] != [actor.pk]:
                     raise Forbidden("Only the coach can move a group session.")
                 if not student_may_reschedule(
                         starts_at=session.starts_at, now=now,
-                        free_cancellation_hours=session.offer.free_cancellation_hours):
+                        free_cancellation_hours=active[0].free_cancellation_hours):
                     raise CancellationNotAllowed(
                         "It is too late to move this session; ask your coach.")
             if new_start <= now:
@@ -649,7 +745,7 @@ def reschedule_session(actor: User, session_id: int, new_start: datetime, *,
             session.ends_at = new_start + length
             session.reschedule_count += 1
             session.save(update_fields=["starts_at", "ends_at", "reschedule_count", "updated_at"])
-            _audit(session, "rescheduled", actor, now, before)
+            _audit(session, SessionEventKind.RESCHEDULED, actor, now, before)
             return session
     except IntegrityError as exc:
         if _is_overlap(exc):
@@ -666,7 +762,7 @@ def reschedule_session(actor: User, session_id: int, new_start: datetime, *,
 
 
 def _transition(session_id: int, target: SessionStatus, actor: User | None, now: datetime,
-                kind: str) -> Session:
+                kind: SessionEventKind) -> Session:
     with transaction.atomic():
         session = lock_session(session_id)
         if not can_transition(session.status, target):
@@ -681,8 +777,8 @@ def _transition(session_id: int, target: SessionStatus, actor: User | None, now:
         return session
 
 
-_END_KINDS = {SessionStatus.COMPLETED: "completed",
-              SessionStatus.EARLY_END_SHORT: "early_end_short"}
+_END_KINDS = {SessionStatus.COMPLETED: SessionEventKind.COMPLETED,
+              SessionStatus.EARLY_END_SHORT: SessionEventKind.EARLY_END_SHORT}
 
 
 def end_sessions(sessions: list[Session], outcomes: dict[int, SessionStatus], *,
@@ -724,12 +820,13 @@ def start_session(actor: User, session_id: int, *, now: datetime | None = None) 
     """SCHEDULED -> IN_PROGRESS, from the moment the join window opens."""
     now = now or clock.now()
     session = _require_coach_or_admin(actor, session_id)
-    policy = parse_access_policy(session.offer.access_policy)
+    policy = parse_access_policy(session.access_policy)
     join_open = session.starts_at - timedelta(seconds=policy.join_window_before_s)
     if now < join_open:
         raise InvalidTransition("The session cannot start before its join window opens.",
                                 details={"join_window_opens_at": join_open.isoformat()})
-    return _transition(session_id, SessionStatus.IN_PROGRESS, actor, now, "started")
+    return _transition(session_id, SessionStatus.IN_PROGRESS, actor, now,
+                       SessionEventKind.STARTED)
 
 
 def complete_session(actor: User | None, session_id: int, *,
@@ -741,7 +838,8 @@ def complete_session(actor: User | None, session_id: int, *,
         session = _require_coach_or_admin(actor, session_id)
         if now < session.starts_at:
             raise InvalidTransition("A session cannot be completed before it starts.")
-    return _transition(session_id, SessionStatus.COMPLETED, actor, now, "completed")
+    return _transition(session_id, SessionStatus.COMPLETED, actor, now,
+                       SessionEventKind.COMPLETED)
 
 
 def mark_student_no_show(actor: User | None, session_id: int, *,
@@ -749,19 +847,22 @@ def mark_student_no_show(actor: User | None, session_id: int, *,
     now = now or clock.now()
     if actor is not None:
         _require_coach_or_admin(actor, session_id)
-    return _transition(session_id, SessionStatus.NO_SHOW_STUDENT, actor, now, "no_show_student")
+    return _transition(session_id, SessionStatus.NO_SHOW_STUDENT, actor, now,
+                       SessionEventKind.NO_SHOW_STUDENT)
 
 
 def mark_coach_no_show(actor: User | None, session_id: int, *,
                        now: datetime | None = None) -> Session:
     now = now or clock.now()
-    return _transition(session_id, SessionStatus.NO_SHOW_COACH, actor, now, "no_show_coach")
+    return _transition(session_id, SessionStatus.NO_SHOW_COACH, actor, now,
+                       SessionEventKind.NO_SHOW_COACH)
 
 
 def end_session_short(actor: User | None, session_id: int, *,
                       now: datetime | None = None) -> Session:
     now = now or clock.now()
-    return _transition(session_id, SessionStatus.EARLY_END_SHORT, actor, now, "early_end_short")
+    return _transition(session_id, SessionStatus.EARLY_END_SHORT, actor, now,
+                       SessionEventKind.EARLY_END_SHORT)
 
 
 def count_overlapping_sessions() -> int:
