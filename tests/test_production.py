@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -71,6 +72,10 @@ def test_the_same_setup_starts_without_production_mode(tmp_path: Path) -> None:
     env = production_env(tmp_path, COACHGATE_DEBUG="1", COACHGATE_SECRET_KEY="short")
     del env["COACHGATE_PRODUCTION"]
     assert coachgate(env, "migrate").returncode == 0
+    # migrate also made the table of the shared cache (login rate-limit counters).
+    with sqlite3.connect(tmp_path / "coachgate.sqlite3") as db:
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'coachgate_cache'"
+                          ).fetchall() == [("coachgate_cache",)]
 
 
 def test_check_deploy_is_clean_with_the_documented_settings(tmp_path: Path) -> None:

@@ -29,9 +29,19 @@ def _migrate(verbosity: int = 1) -> None:
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=verbosity)
-    # The database cache (allauth's login rate-limit counters, shared by every process)
-    # lives in a table that migrations do not make; this is a no-op once it exists.
-    call_command("createcachetable", verbosity=verbosity)
+    _cache_table(verbosity)
+
+
+def _cache_table(verbosity: int = 0) -> None:
+    """The database cache (allauth's login rate-limit counters, shared by every process)
+    lives in a table that migrations do not make; a no-op once it exists. Web processes
+    started together may race to create it: the loser finds it made."""
+    from django.core.management import CommandError, call_command
+
+    try:
+        call_command("createcachetable", verbosity=verbosity)
+    except CommandError:
+        call_command("createcachetable", verbosity=verbosity)  # now it exists: checks only
 
 
 def _proxy_options() -> dict[str, Any]:
@@ -57,6 +67,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _setup()
     if not args.no_migrate:
         _migrate(verbosity=0)
+    else:
+        _cache_table()  # logins need it even where another machine runs the migrations
     from waitress import serve
 
     from coachgate.wsgi import application
