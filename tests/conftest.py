@@ -4,7 +4,7 @@ DATABASE_URL points at one (./run test does both)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -128,6 +128,18 @@ def now() -> datetime:
 
 # Autouse: every payment gateway call in every test fails inside a database transaction.
 from tests.gateway_guard import gateway_calls_outside_transactions  # noqa: E402, F401
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
+    """Run a service call and its on-commit work (session events to the domains above
+    scheduling, wake-ups), as a request that commits would."""
+
+    def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return _run
 
 
 @pytest.fixture(autouse=True)

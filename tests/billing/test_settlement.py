@@ -58,17 +58,6 @@ def book(django_capture_on_commit_callbacks: Any, now: datetime
     return _book
 
 
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
-    """Run a service call and its on-commit work (events to billing, wake-ups)."""
-
-    def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return _run
-
-
 def test_booking_records_price_payment_and_gate(offer, student, book, now) -> None:
     session = book(student, offer.pk)
     booking = session.bookings.get()

@@ -4,11 +4,12 @@ robust session events and durable entry points."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import transaction
 
 from coachgate.access import services as access
@@ -30,17 +31,6 @@ from tests.conftest import MONDAY, Api, make_offer, make_student, token_for
 
 START = MONDAY + timedelta(hours=10)  # 10:00 London = 10:00 UTC in early March
 M = timedelta(minutes=1)
-
-
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
-    """Run a service call and its on-commit work (session events, wake-ups)."""
-
-    def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return _run
 
 
 # --- item 3: the policies are those of the booking -----------------------------------
@@ -135,8 +125,6 @@ def test_the_coach_cannot_cancel_after_the_start_but_an_admin_can(
 def test_the_api_answers_409_session_started(offer, student, committed) -> None:
     session = committed(scheduling.book_session, student, offer.pk, START,
                         now=START - timedelta(days=3)).session
-    import time_machine
-
     with time_machine.travel(START + M, tick=False):
         r = Api(token_for(student)).post(f"/sessions/{session.pk}/cancel")
     assert r.status_code == 409 and r.json_body["code"] == "session_started"
@@ -190,8 +178,6 @@ def _book_api(api: Api, offer_id: int, key: str | None, start: datetime = START)
     headers = dict(api.headers)
     if key is not None:
         headers["HTTP_IDEMPOTENCY_KEY"] = key
-    import json
-
     r = api.client.post("/api/v1/bookings", data=json.dumps(
         {"offer_id": offer_id, "start": start.isoformat()}), content_type="application/json",
         **headers)
@@ -201,21 +187,21 @@ def _book_api(api: Api, offer_id: int, key: str | None, start: datetime = START)
 
 def test_a_retried_booking_gets_the_first_answer_not_a_second_booking(offer, student) -> None:
     api = Api(token_for(student))
-    with __import__("time_machine").travel(START - timedelta(days=3), tick=False):
+    with time_machine.travel(START - timedelta(days=3), tick=False):
         first = _book_api(api, offer.pk, "retry-1")
         again = _book_api(api, offer.pk, "retry-1")
     assert first.status_code == again.status_code == 201
     assert again.json_body == first.json_body
     assert Booking.objects.count() == 1 and Session.objects.count() == 1
     # Without the key the same request is a second attempt, refused as a double booking.
-    with __import__("time_machine").travel(START - timedelta(days=3), tick=False):
+    with time_machine.travel(START - timedelta(days=3), tick=False):
         plain = _book_api(api, offer.pk, None)
     assert plain.status_code == 409
 
 
 def test_the_same_key_for_another_request_is_refused(offer, student) -> None:
     api = Api(token_for(student))
-    with __import__("time_machine").travel(START - timedelta(days=3), tick=False):
+    with time_machine.travel(START - timedelta(days=3), tick=False):
         assert _book_api(api, offer.pk, "k").status_code == 201
         other = _book_api(api, offer.pk, "k", START + timedelta(hours=2))
     assert other.status_code == 422 and other.json_body["code"] == "idempotency_key_reused"
@@ -224,7 +210,7 @@ def test_the_same_key_for_another_request_is_refused(offer, student) -> None:
 
 def test_keys_are_per_student_and_checked(offer, student) -> None:
     other = make_student("other@test.example")
-    with __import__("time_machine").travel(START - timedelta(days=3), tick=False):
+    with time_machine.travel(START - timedelta(days=3), tick=False):
         assert _book_api(Api(token_for(student)), offer.pk, "same").status_code == 201
         # Another student's identical key is theirs: it books (and loses the slot race).
         r = _book_api(Api(token_for(other)), offer.pk, "same")
