@@ -93,7 +93,7 @@ def _authorize_before_hours() -> int:
 
 
 def gateway_name() -> str:
-    return str(settings.COACHGATE.get("PAYMENT_GATEWAY", "offline"))
+    return money.configured_gateway()
 
 
 def thresholds_of(session: Session) -> rules.Thresholds:

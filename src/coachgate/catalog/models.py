@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from .rules import MIN_SLOT_STEP_MINUTES
+
 
 def new_availability_version() -> int:
     return secrets.randbelow(2**31 - 1) + 1
@@ -121,9 +123,10 @@ class Offer(models.Model):
                 condition=Q(session_type__in=["video", "audio", "phone"]),
                 name="offer_session_type_valid",
             ),
-            # The slot engine steps at least 5 minutes (catalog.rules.MIN_SLOT_STEP_MINUTES).
+            # The slot engine steps at least MIN_SLOT_STEP_MINUTES (5) minutes.
             models.CheckConstraint(
-                condition=Q(slot_step_minutes__isnull=True) | Q(slot_step_minutes__gte=5),
+                condition=(Q(slot_step_minutes__isnull=True)
+                           | Q(slot_step_minutes__gte=MIN_SLOT_STEP_MINUTES)),
                 name="offer_slot_step_min",
             ),
         ]

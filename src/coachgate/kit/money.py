@@ -111,7 +111,7 @@ STRIPE_UNITS: dict[str, GatewayUnit] = {
     "UGX": GatewayUnit(2, 100),
 }
 
-GATEWAYS = ("offline", "stripe")
+
 
 
 def configured_gateway() -> str:

@@ -6,13 +6,10 @@ once the transaction that caused it has committed (dropped on rollback).
 
 from __future__ import annotations
 
-import logging
 from enum import StrEnum
 
 from django.db import transaction
 from django.dispatch import Signal
-
-log = logging.getLogger(__name__)
 
 
 class SessionEventKind(StrEnum):
@@ -46,15 +43,11 @@ booking_requested = Signal()
 def send_session_changed(kind: SessionEventKind, session_id: int,
                          booking_id: int | None = None) -> None:
     """Send the event to every receiver, each on its own: a receiver that raises is logged
-    and the others still run (access failing must not keep billing from recording the
-    booking's charge). Each domain's sweep repairs what a failed receiver missed."""
-    results = session_changed.send_robust(sender=None, kind=kind, session_id=session_id,
-                                          booking_id=booking_id)
-    for receiver, result in results:
-        if isinstance(result, BaseException):
-            log.error("session event %s of session %s: receiver %s failed", kind, session_id,
-                      getattr(receiver, "__qualname__", receiver),
-                      exc_info=(type(result), result, result.__traceback__))
+    (send_robust logs it with its traceback) and the others still run (access failing must
+    not keep billing from recording the booking's charge). Each domain's sweep repairs what
+    a failed receiver missed."""
+    session_changed.send_robust(sender=None, kind=kind, session_id=session_id,
+                                booking_id=booking_id)
 
 
 def emit_on_commit(kind: SessionEventKind, session_id: int,
