@@ -563,8 +563,10 @@ def test_oauth2_code_exchange_refresh_and_users_me(world: World) -> None:
     assert tokens["token_type"] == "Bearer" and tokens["scope"] == "identify guilds.join"
     assert tokens["expires_in"] > 0
     me = c.get_current_user(bearer_token=tokens["access_token"])
-    assert me == {"id": world.student, "username": "student", "global_name": "student",
-                  "avatar": None, "discriminator": "0", "public_flags": 0, "flags": 0}
+    assert {k: me[k] for k in ("id", "username", "global_name", "avatar", "discriminator",
+                               "mfa_enabled", "locale")} == {
+        "id": world.student, "username": "student", "global_name": "student",
+        "avatar": None, "discriminator": "0", "mfa_enabled": False, "locale": "en-US"}
     with pytest.raises(ActionRequired):  # a code is good once
         c.exchange_oauth_code("cid", "secret", query["code"][0], redirect)
 

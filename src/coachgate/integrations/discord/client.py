@@ -189,12 +189,14 @@ def _float_header(headers: httpx.Headers, name: str) -> float | None:
 
 
 def _overwrites_json(overwrites: Iterable[Mapping[str, Any]]) -> list[JSON]:
-    """Overwrites as Discord wants them: bits as decimal strings, type an int."""
+    """Overwrites as Discord's OpenAPI document types them: bits and type as integers
+    (Discord answers with the bits as strings; it takes integers, which JSON carries at
+    any size)."""
     out = []
     for ow in overwrites:
         out.append({"id": str(ow["id"]), "type": int(ow.get("type", 0)),
-                    "allow": str(int(ow.get("allow") or 0)),
-                    "deny": str(int(ow.get("deny") or 0))})
+                    "allow": int(ow.get("allow") or 0),
+                    "deny": int(ow.get("deny") or 0)})
     return out
 
 
@@ -330,7 +332,7 @@ class DiscordClient:
         """Create or replace one overwrite (type 0 role, 1 member)."""
         self._request("PUT", "/channels/{channel_id}/permissions/{overwrite_id}",
                       channel_id=channel_id, overwrite_id=overwrite_id,
-                      json={"allow": str(int(allow)), "deny": str(int(deny)), "type": int(type)},
+                      json={"allow": int(allow), "deny": int(deny), "type": int(type)},
                       reason=reason)
 
     def delete_channel_permission(self, channel_id: str, overwrite_id: str, *,
@@ -342,7 +344,7 @@ class DiscordClient:
 
     def create_role(self, guild_id: str, *, name: str, permissions: int = 0,
                     reason: str | None = None, **extra: Any) -> JSON:
-        body: JSON = {"name": name, "permissions": str(int(permissions)), **extra}
+        body: JSON = {"name": name, "permissions": int(permissions), **extra}
         result: JSON = self._request("POST", "/guilds/{guild_id}/roles", guild_id=guild_id,
                                      json=body, reason=reason)
         return result

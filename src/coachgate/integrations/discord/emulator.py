@@ -330,6 +330,7 @@ _ROUTES: tuple[_Route, ...] = (
     _route("POST", "/channels/{channel_id}/messages", "create_message"),
     _route("POST", "/oauth2/token", "oauth_token", "none"),
     _route("GET", "/oauth2/authorize", "oauth_authorize", "page"),
+    _route("GET", "/oauth2/applications/@me", "get_application"),
 )
 _MAJOR = ("guild_id", "channel_id", "webhook_id")
 
@@ -393,6 +394,7 @@ class DiscordEmulator(LoopbackService):
         # the bot
         self._bot = _User(self._next_id(), bot_username, None, bot=True)
         self._users[self._bot.id] = self._bot
+        self._app_owner_id = self._create_user("application-owner")  # who made the bot
         self._bot_token = (
             base64.urlsafe_b64encode(self._bot.id.encode()).decode().rstrip("=")
             + "." + secrets.token_urlsafe(6) + "." + secrets.token_urlsafe(27))
@@ -744,16 +746,43 @@ class DiscordEmulator(LoopbackService):
 
     def _user_json(self, user: _User) -> JSON:
         out: JSON = {"id": user.id, "username": user.username, "global_name": user.global_name,
-                     "avatar": None, "discriminator": "0", "public_flags": 0, "flags": 0}
+                     "avatar": None, "discriminator": "0", "public_flags": 0, "flags": 0,
+                     "banner": None, "accent_color": None, "avatar_decoration_data": None,
+                     "collectibles": None, "primary_guild": None}
         if user.bot:
             out["bot"] = True
         return out
+
+    def _own_user_json(self, user: _User) -> JSON:
+        """``/users/@me``: the user object with the fields only its owner sees."""
+        return {**self._user_json(user), "mfa_enabled": False, "locale": "en-US",
+                "premium_type": 0, "verified": True, "email": None}
+
+    def _application_json(self) -> JSON:
+        """The bot's application (``/oauth2/applications/@me``); its id is the bot's."""
+        bot = self._user_json(self._bot)
+        owner = self._user_json(self._users[self._app_owner_id])
+        return {"id": self._bot.id, "name": self._bot.username, "icon": None,
+                "description": "", "type": None, "bot": bot, "bot_public": False,
+                "bot_require_code_grant": False,
+                "verify_key": hashlib.sha256(self._bot.id.encode()).hexdigest(),
+                "flags": 0, "flags_new": "0", "redirect_uris": sorted(
+                    {uri for app in self._apps.values() for uri in app.redirect_uris or ()}),
+                "interactions_endpoint_url": None, "role_connections_verification_url": None,
+                "owner": owner, "approximate_guild_count": len(self._guilds),
+                "approximate_user_install_count": 0,
+                "approximate_user_authorization_count": len(
+                    {g.user_id for g in self._grants_by_access.values()}),
+                "explicit_content_filter": 0, "team": None,
+                "eligible_oauth2_scopes": ["identify", "guilds.join", "bot"]}
 
     def _role_json(self, role: _Role) -> JSON:
         out: JSON = {"id": role.id, "name": role.name, "color": role.color,
                      "hoist": role.hoist, "icon": None, "unicode_emoji": None,
                      "position": role.position, "permissions": str(role.permissions),
-                     "managed": role.managed, "mentionable": role.mentionable, "flags": 0}
+                     "managed": role.managed, "mentionable": role.mentionable, "flags": 0,
+                     "colors": {"primary_color": role.color, "secondary_color": None,
+                                "tertiary_color": None}}
         if role.bot_id:
             out["tags"] = {"bot_id": role.bot_id}
         return out
@@ -778,7 +807,8 @@ class DiscordEmulator(LoopbackService):
 
     def _member_json(self, m: _Member) -> JSON:
         return {"user": self._user_json(self._users[m.user_id]), "nick": m.nick,
-                "avatar": None, "roles": sorted(m.roles), "joined_at": m.joined_at,
+                "avatar": None, "banner": None, "roles": sorted(m.roles),
+                "joined_at": m.joined_at,
                 "premium_since": None, "deaf": False, "mute": False, "flags": 0,
                 "pending": False, "communication_disabled_until": None}
 
@@ -789,7 +819,17 @@ class DiscordEmulator(LoopbackService):
                      "explicit_content_filter": 0, "mfa_level": 0, "features": [],
                      "roles": [self._role_json(r) for r in g.roles.values()], "emojis": [],
                      "stickers": [], "system_channel_id": None, "premium_tier": 0,
-                     "preferred_locale": "en-US", "nsfw_level": 0}
+                     "preferred_locale": "en-US", "nsfw_level": 0,
+                     # the rest of what Discord's document says a guild always carries
+                     "description": None, "home_header": None, "discovery_splash": None,
+                     "banner": None, "application_id": None, "region": "deprecated",
+                     "system_channel_flags": 0, "widget_enabled": False,
+                     "widget_channel_id": None, "max_presences": None, "max_members": 500000,
+                     "max_stage_video_channel_users": 50, "max_video_channel_users": 25,
+                     "vanity_url_code": None, "premium_subscription_count": 0,
+                     "rules_channel_id": None, "safety_alerts_channel_id": None,
+                     "public_updates_channel_id": None, "premium_progress_bar_enabled": False,
+                     "nsfw": False, "incidents_data": None}
         if with_counts:
             out["approximate_member_count"] = len(g.members)
             out["approximate_presence_count"] = 0
@@ -1018,13 +1058,14 @@ class DiscordEmulator(LoopbackService):
             if not isinstance(item, dict) or not _snowflake_like(item.get("id")):
                 raise _form_error([*where, "id"], "NUMBER_TYPE_COERCE",
                                   "Value is not snowflake.")
+            kind = item.get("type", P.ROLE)
+            if isinstance(kind, bool) or kind not in (P.ROLE, P.MEMBER):
+                raise _form_error([*where, "type"], "BASE_TYPE_CHOICES",
+                                  "Value must be one of (0, 1).")
             try:
                 ow = P.Overwrite.from_json(item)
             except (TypeError, ValueError) as exc:
                 raise _form_error(where, "NUMBER_TYPE_COERCE", "Invalid overwrite.") from exc
-            if ow.type not in (P.ROLE, P.MEMBER):
-                raise _form_error([*where, "type"], "BASE_TYPE_CHOICES",
-                                  "Value must be one of (0, 1).")
             self._check_target(g, ow.id, ow.type, [*where, "id"])
             out[ow.id] = ow
         return out
@@ -1257,8 +1298,10 @@ class DiscordEmulator(LoopbackService):
         out["X-RateLimit-Scope"] = scope
         if is_global:
             out["X-RateLimit-Global"] = "true"
+        # "code" 0: Discord's document makes it required on every error (its docs' example
+        # leaves it out); clients read message, retry_after and global.
         return _Answer(429, {"message": "You are being rate limited.",
-                             "retry_after": retry_after, "global": is_global}, out)
+                             "retry_after": retry_after, "global": is_global, "code": 0}, out)
 
     def _rate_limit(self, method: str, template: str, major: str, count: bool,
                     consume: bool = True) -> tuple[_Answer | None, dict[str, str]]:
@@ -1342,17 +1385,21 @@ class DiscordEmulator(LoopbackService):
 
     def _h_get_current_user(self, ctx: _Ctx) -> _Answer:
         if ctx.grant is None:
-            return _Answer(200, self._user_json(self._bot))
+            return _Answer(200, self._own_user_json(self._bot))
         if "identify" not in ctx.grant.scopes:
             return _Answer(401, {"message": "401: Unauthorized", "code": 0})
-        return _Answer(200, self._user_json(self._users[ctx.grant.user_id]))
+        return _Answer(200, self._own_user_json(self._users[ctx.grant.user_id]))
+
+    def _h_get_application(self, ctx: _Ctx) -> _Answer:
+        return _Answer(200, self._application_json())
 
     def _h_get_user(self, ctx: _Ctx) -> _Answer:
         return _Answer(200, self._user_json(self._known_user(ctx.params["user_id"])))
 
     def _h_get_guild(self, ctx: _Ctx) -> _Answer:
         g = self._guild(ctx)
-        with_counts = ctx.query.get("with_counts", "").lower() == "true"
+        # Discord reads a query boolean as true from "true", "True" or "1".
+        with_counts = ctx.query.get("with_counts", "").lower() in ("true", "1")
         return _Answer(200, self._guild_json(g, with_counts))
 
     def _h_list_channels(self, ctx: _Ctx) -> _Answer:
@@ -1442,10 +1489,7 @@ class DiscordEmulator(LoopbackService):
         self._require_channel(g, ch, P.MANAGE_ROLES)
         target = ctx.params["overwrite_id"]
         kind = body.get("type")
-        if kind == "role":
-            kind = P.ROLE
-        elif kind == "member":
-            kind = P.MEMBER
+        # v10 takes 0 or 1 only: API v6's "role" and "member" are refused.
         if kind not in (P.ROLE, P.MEMBER) or isinstance(kind, bool):
             raise _form_error(["type"], "BASE_TYPE_CHOICES", "Value must be one of (0, 1).")
         try:
@@ -1647,7 +1691,8 @@ class DiscordEmulator(LoopbackService):
                          "content": content, "author": self._user_json(self._bot),
                          "timestamp": _now_iso(), "edited_timestamp": None, "tts": False,
                          "mention_everyone": False, "mentions": [], "mention_roles": [],
-                         "attachments": [], "embeds": [], "pinned": False, "flags": 0}
+                         "attachments": [], "embeds": [], "pinned": False, "flags": 0,
+                         "components": []}
         ch.last_message_id = message["id"]
         self._messages.setdefault(ch.id, []).append(message)
         if dm is not None:

@@ -139,11 +139,10 @@ class Overwrite:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Overwrite:
         kind = data.get("type", ROLE)
-        # API v6 spelled the type as a word; accept it rather than guess wrong.
-        if kind == "role":
-            kind = ROLE
-        elif kind == "member":
-            kind = MEMBER
+        # v10 takes only 0 or 1 (the words "role" and "member" were API v6's and are
+        # refused now, as are booleans).
+        if isinstance(kind, bool) or kind not in (ROLE, MEMBER):
+            raise ValueError(f"overwrite type must be 0 (role) or 1 (member), not {kind!r}")
         return cls(id=str(data["id"]), type=int(kind), allow=parse(data.get("allow")),
                    deny=parse(data.get("deny")))
 
