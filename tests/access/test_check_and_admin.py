@@ -14,13 +14,14 @@ from django.test import Client
 from coachgate import cli
 from coachgate.access import services
 from coachgate.access.check import check_guild
-from coachgate.access.models import GuildState, SessionAccess
+from coachgate.access.models import DiscordCall, GuildState, SessionAccess
 from coachgate.access.rules import Phase
 from coachgate.accounts.models import User
 from coachgate.integrations.discord import permissions as perms
 from coachgate.scheduling import services as scheduling
 from coachgate.scheduling.models import Session
 from tests.access.conftest import DiscordEnv
+from tests.admin_html import form_fields, table_rows
 from tests.conftest import MONDAY, make_coach, make_offer, make_student
 
 START = MONDAY + timedelta(hours=10)
@@ -184,23 +185,35 @@ def test_changelist_and_change_page_show_gates_errors_and_calls(
     listing = client.get(CHANGELIST)
     assert listing.status_code == 200
     assert f"/admin/access/sessionaccess/{session.pk}/change/" in listing.text
-    assert "action" in listing.text  # the error kind column
+    # This session's row, not a substring of the page: "action" is also the name of the
+    # admin's actions form, there on an empty list too (and the column shows the kind's
+    # label, never the word "action").
+    (row,) = [r for r in table_rows(listing.text) if "error_kind" in r]
+    assert row["error_kind"] == "someone must act" and row["attempts"] == "1"
+    assert "50013" in row["error"]
 
     page = client.get(f"{CHANGELIST}{session.pk}/change/")
     assert page.status_code == 200
-    text = page.text
+    fields = form_fields(page.text)
+    gates = fields["gates"]
     for kind in ("provision", "grant", "join_window", "reminder", "revoke"):
-        assert kind in text
-    assert (START - 2 * H).isoformat() in text  # the grant gate's time
-    assert "50013" in text and "Missing Permissions" in text  # last error
-    assert "/guilds/{guild_id}/channels" in text  # the failed call
-    assert "403" in text
+        assert f" — {kind}" in gates
+    assert f"{(START - 2 * H).isoformat()} — grant" in gates  # the grant gate's time
+    assert "50013" in fields["last_error"] and "Missing Permissions" in fields["last_error"]
+    # The failed call made the platform's category, which many sessions share: it is
+    # recorded without a session, so this session's call list is empty and the last error
+    # is where the admin sees it.
+    assert [r for r in table_rows(page.text) if r.get("route")] == []
+    assert list(DiscordCall.objects.filter(access=None, status=403)
+                .values_list("method", "route")) == [("POST", "/guilds/{guild_id}/channels")]
 
     discord.emu.set_bot_permissions(discord.guild_id, perms.ADMINISTRATOR)
     assert services.converge(session.pk, now=START - 2 * H + S).outcome == "ok"
-    page = client.get(f"{CHANGELIST}{session.pk}/change/").text
-    assert "Missing Permissions" not in page
-    assert "201" in page  # the successful create is listed too
+    page_text = client.get(f"{CHANGELIST}{session.pk}/change/").text
+    assert "Missing Permissions" not in form_fields(page_text)["last_error"]
+    calls = [(r["method"], r["route"], r["status"]) for r in table_rows(page_text)
+             if r.get("route")]
+    assert ("POST", "/guilds/{guild_id}/channels", "201") in calls  # the session's channel
 
 
 def test_changelist_filters_and_search(booked: dict[str, Any]) -> None:
