@@ -13,8 +13,9 @@ strings) and adds three things only:
   channel_id, webhook_id). A call whose bucket is empty waits for the reset when that is at
   most ``max_retry_wait`` seconds away, else raises ``RetryLater`` without sending. A 429 is
   retried after ``retry_after`` (a few times at most) under the same bound; a global 429
-  holds back every route of this client until it passes. Repeated 4xx are what gets an IP
-  banned, so nothing else is retried here.
+  holds back every route of this client until it passes; a 429 whose headers show room
+  in the bucket (a hidden limit, such as renaming a channel) holds back nothing else.
+  Repeated 4xx are what gets an IP banned, so nothing else is retried here.
 * **Every HTTP attempt reported** to ``on_call`` as a ``CallRecord`` (429s, failures and
   transport errors included; a call refused locally because its bucket is empty sends
   nothing and reports nothing).
@@ -539,11 +540,14 @@ class DiscordClient:
         with self._lock:
             if is_global:
                 self._global_until = max(self._global_until, until)
-            else:
+            elif _float_header(response.headers, "X-RateLimit-Remaining") in (None, 0.0):
                 bucket = self._buckets.get(self._route_buckets.get(route_key, ""))
                 if bucket is not None:
                     bucket.remaining = 0
                     bucket.reset_at = max(bucket.reset_at or 0.0, until)
+            # Else the bucket still has room: a limit its headers do not describe (Discord's
+            # hidden ones, e.g. 2 renames per 10 minutes per channel) refused this request
+            # only; other requests on the route (a PATCH of overwrites) must not wait.
         log.warning("discord: rate limited (%s, scope %s) for %.3fs",
                     "global" if is_global else "route",
                     response.headers.get("X-RateLimit-Scope", "?"), wait)

@@ -37,6 +37,11 @@ What it does like Discord (https://discord.com/developers/docs):
   ``{"message", "retry_after", "global"}`` + ``Retry-After`` when exceeded.
   ``invalid_request_count`` counts 401, 403 and 429 answers (Discord bans an IP over
   10,000 of them in 10 minutes).
+* Hidden limits (``HIDDEN_LIMIT_RULES``): renaming a channel, or changing its topic, 2
+  per 10 minutes per channel. The 429 keeps the route's ordinary ``X-RateLimit-*``
+  headers (its bucket is not empty), carries ``retry_after`` (and ``Retry-After``) of
+  its own and ``X-RateLimit-Scope: user``; nothing in the request is applied.
+  ``configure_hidden_limits`` changes them; ``skip_time`` lets their windows pass.
 
 What it adds for tests: fault injection (``fail_next``, ``outage``, ``timeout_next``,
 ``rate_limit_storm``), every HTTP request in ``calls``, every change in ``log``
@@ -101,6 +106,17 @@ _MESSAGEABLE_TYPES = frozenset({GUILD_TEXT, GUILD_VOICE})
 _VISIBILITY_BITS = P.VIEW_CHANNEL | P.ADMINISTRATOR
 
 _PREFIX = re.compile(r"^/api(?:/v\d+)?(/.*)$")
+
+#: Discord's hidden per-route limits: limits its headers never announce. Renaming a
+#: channel (or changing its topic) is allowed twice per 10 minutes per channel; the third
+#: request gets a 429 whose X-RateLimit-* headers still describe the route's ordinary
+#: bucket (remaining > 0) while ``retry_after`` says minutes (discord-api-docs issues
+#: #1900 and #2761; "2 per 10 minutes", Discord staff in #2190). Other changes to the
+#: channel in the same PATCH wait too; a PATCH without name or topic is not limited.
+HIDDEN_LIMIT_RULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "channel_rename": ("PATCH", "/channels/{channel_id}", ("name", "topic")),
+}
+HIDDEN_LIMITS: dict[str, tuple[int, float]] = {"channel_rename": (2, 600.0)}
 
 
 # --- Public records ---------------------------------------------------------------------
@@ -385,6 +401,10 @@ class DiscordEmulator(LoopbackService):
         self.max_roles = MAX_GUILD_ROLES
         self.max_channels_per_category = MAX_CATEGORY_CHANNELS
         self._global_window = _Window()
+        # hidden limits: rule name -> (limit, window_s); (rule, major) -> success times
+        self._hidden_limits = dict(HIDDEN_LIMITS)
+        self._hidden_hits: dict[tuple[str, str], list[float]] = {}
+        self._hidden_skipped = 0.0
         # faults
         self._fail: list[tuple[int, int, str | None]] = []  # (remaining, status, route)
         self._outage = False
@@ -698,6 +718,22 @@ class DiscordEmulator(LoopbackService):
         """The next ``n`` API requests answer 429 with ``retry_after``."""
         with self._lock:
             self._storm = (n, float(retry_after), global_)
+
+    def configure_hidden_limits(self, **limits: tuple[int, float]) -> None:
+        """Change a hidden limit (``channel_rename=(2, 600.0)`` is Discord's); forgets the
+        requests counted so far."""
+        with self._lock:
+            for name, (limit, window_s) in limits.items():
+                if name not in HIDDEN_LIMIT_RULES:
+                    raise KeyError(f"unknown hidden limit {name}")
+                self._hidden_limits[name] = (int(limit), float(window_s))
+            self._hidden_hits.clear()
+
+    def skip_time(self, seconds: float) -> None:
+        """Let ``seconds`` pass for the hidden limits (a test need not wait ten minutes
+        for a rename to be allowed again)."""
+        with self._lock:
+            self._hidden_skipped += float(seconds)
 
     def reset_faults(self) -> None:
         with self._lock:
@@ -1245,13 +1281,45 @@ class DiscordEmulator(LoopbackService):
                        query=dict(parse_qsl(query)), body=body,
                        reason=unquote(reason_raw) if reason_raw else None, at=at, grant=grant,
                        authorization=headers.get("authorization"))
+            hidden = self._hidden_limit(method, route.template, major, body)
+            if hidden is not None and hidden[1] > 0:
+                # Discord's answer to a hidden limit: the route's headers as they are (its
+                # bucket is not empty), a retry_after of its own, scope "user".
+                answer = self._too_many(hidden[1], False, "user", rl_headers)
+                answer.hold = hold
+                return answer
             handler: Callable[[_Ctx], _Answer] = getattr(self, "_h_" + route.handler)
             answer = handler(ctx)
+            if hidden is not None and answer.status < 300:
+                self._hidden_hits.setdefault((hidden[0], major), []).append(
+                    self._hidden_now())
         except _Fail as exc:
             answer = _Answer(exc.status, exc.body)
         answer.headers.update(rl_headers)
         answer.hold = hold
         return answer
+
+    def _hidden_now(self) -> float:
+        return time.monotonic() + self._hidden_skipped
+
+    def _hidden_limit(self, method: str, template: str, major: str,
+                      body: Any) -> tuple[str, float] | None:
+        """The hidden limit this request falls under, if any, and how long until it may
+        be made (0: now). Sliding window over the requests that succeeded."""
+        for name, (rule_method, rule_template, fields) in HIDDEN_LIMIT_RULES.items():
+            if (method, template) != (rule_method, rule_template):
+                continue
+            if not isinstance(body, dict) or not any(f in body for f in fields):
+                continue
+            limit, window_s = self._hidden_limits[name]
+            now = self._hidden_now()
+            hits = [t for t in self._hidden_hits.get((name, major), []) if t > now - window_s]
+            self._hidden_hits[(name, major)] = hits
+            wait = hits[-limit] + window_s - now if len(hits) >= limit > 0 else 0.0
+            if limit <= 0:
+                wait = window_s
+            return name, wait
+        return None
 
     def _take_fault(self, method: str, template: str) -> _Answer | None:
         for i, (remaining, status, route) in enumerate(self._fail):
