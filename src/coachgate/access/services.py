@@ -698,14 +698,16 @@ def _teardown(run: _Run, client: DiscordClient, cfg: linked.GuildSettings, mode:
         return
     if row.channel_id and not row.archived:
         if archive:
+            # Access closes in a call of its own, without the rename: Discord limits
+            # renames to 2 per 10 minutes per channel, and that 429 must not hold access
+            # open. The rename follows (below), retried later when refused.
             archive_category = cfg.archive_category_id or None
             try:
                 client.modify_channel(
-                    row.channel_id, reason=_reason(run, "archive"),
+                    row.channel_id, reason=_reason(run, "archive: revoke"),
                     parent_id=archive_category,
-                    permission_overwrites=_overwrites(cfg, _bot_user_id(client, cfg), ()),
-                    name=f"archived-{rules.channel_name(run.session.pk, 'session')}"[:100])
-                row.archived = True
+                    permission_overwrites=_overwrites(cfg, _bot_user_id(client, cfg), ()))
+                row.archived, row.granted = True, []
             except DiscordNotFound:
                 row.channel_id = ""
         else:
@@ -720,6 +722,20 @@ def _teardown(run: _Run, client: DiscordClient, cfg: linked.GuildSettings, mode:
     row.create_intent_at = None
     if not row.archived and not row.channel_id:
         row.category_id = ""
+    if row.archived and row.channel_id and row.phase != Phase.REVOKED:
+        _rename_archived(run, client)
+
+
+def _rename_archived(run: _Run, client: DiscordClient) -> None:
+    """An archived channel is renamed ``archived-…`` once its access is closed. A refused
+    rename (RetryLater: Discord's hidden rename limit) fails the run, which keeps the row
+    short of REVOKED, so the retry, at Discord's ``retry_after``, renames it then."""
+    try:
+        client.modify_channel(
+            run.row.channel_id, reason=_reason(run, "archive: rename"),
+            name=f"archived-{rules.channel_name(run.session.pk, 'session')}"[:100])
+    except DiscordNotFound:  # deleted by hand meanwhile: nothing left to rename
+        run.row.channel_id = ""
 
 
 # --- notifications -----------------------------------------------------------------------
