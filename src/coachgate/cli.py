@@ -168,7 +168,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_emulator(args: argparse.Namespace) -> int:
     from coachgate.integrations.discord.emulator import main as emulator_main
 
-    return int(emulator_main(["--port", str(args.port)]) or 0)
+    argv = ["--port", str(args.port), "--guild-name", args.guild_name]
+    for name in args.user:
+        argv += ["--user", name]
+    return int(emulator_main(argv) or 0)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -287,8 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: every mode used by a published offer")
     s.set_defaults(func=cmd_check)
 
-    s = sub.add_parser("emulator", help="run the local Discord emulator on its own")
-    s.add_argument("--port", type=int, default=8765)
+    s = sub.add_parser("emulator", help="run the local Discord emulator on its own",
+                       description="Serves Discord's REST routes under /api/v10 and, for "
+                                   "outside tools, /_emulator/ (users, members, OAuth2 "
+                                   "grants, the audit log; see docs/discord.md).")
+    s.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    s.add_argument("--guild-name", default="coachgate")
+    s.add_argument("--user", action="append", default=[],
+                   help="a user to create in the guild (repeatable)")
     s.set_defaults(func=cmd_emulator)
 
     s = sub.add_parser("migrate", help="apply database migrations")

@@ -76,7 +76,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
@@ -106,6 +106,8 @@ _MESSAGEABLE_TYPES = frozenset({GUILD_TEXT, GUILD_VOICE})
 _VISIBILITY_BITS = P.VIEW_CHANNEL | P.ADMINISTRATOR
 
 _PREFIX = re.compile(r"^/api(?:/v\d+)?(/.*)$")
+#: The emulator's own admin routes (not Discord's): see ``DiscordEmulator._admin``.
+ADMIN_PREFIX = "/_emulator"
 
 #: Discord's hidden per-route limits: limits its headers never announce. Renaming a
 #: channel (or changing its topic) is allowed twice per 10 minutes per channel; the third
@@ -588,6 +590,147 @@ class DiscordEmulator(LoopbackService):
                 raise KeyError(f"unknown channel {channel_id}")
             g = self._guilds[gid]
             self._delete_channel(g, g.channels[channel_id], time.time(), None, "human")
+
+    # --- Admin over HTTP (for outside tools) --------------------------------------------
+
+    def _admin(self, method: str, path: str, query: str, headers: Mapping[str, str],
+               raw: bytes) -> _Answer:
+        """``/_emulator/...``: the setup API and the audit log over HTTP, so tools outside
+        this process (another language, a third-party library's tests) can drive it.
+        Not Discord's: no auth (the emulator listens on 127.0.0.1 only), no rate limits,
+        not in ``calls``. Errors use Discord's shape: 400 code 50035 with ``errors``,
+        404 with 10004 (guild), 10013 (user), or 0 (no such admin route)."""
+        try:
+            body = self._parse_body(headers, raw) if raw else {}
+            if not isinstance(body, dict):
+                raise _form_error(["_root"], "DICT_TYPE_CONVERT",
+                                  "Only dictionaries may be used.")
+            q = dict(parse_qsl(query))
+            route = (method, path.rstrip("/") or "/")
+            if route == ("GET", "/"):
+                return _Answer(200, self._admin_describe())
+            if route == ("POST", "/users"):
+                return self._admin_create_user(body)
+            if route == ("POST", "/oauth2/grants"):
+                return self._admin_issue_grant(body)
+            if route == ("POST", "/oauth2/applications"):
+                return self._admin_register_app(body)
+            if route == ("GET", "/audit-log"):
+                return self._admin_audit_log(q)
+            match = re.fullmatch(r"/guilds/(\d+)/members", path)
+            if method == "POST" and match:
+                return self._admin_add_member(match.group(1), body)
+            return _Answer(404, {"message": "404: Not Found", "code": 0})
+        except _Fail as exc:
+            return _Answer(exc.status, exc.body)
+
+    def _admin_describe(self) -> JSON:
+        return {"base_url": self.base_url, "url": self.url, "bot_user_id": self._bot.id,
+                "guilds": [{"id": g.id, "name": g.name} for g in self._guilds.values()],
+                "oauth_client_ids": sorted(self._apps)}
+
+    @staticmethod
+    def _admin_str(body: JSON, key: str, *, required: bool = True,
+                   max_length: int = 100) -> str | None:
+        value = body.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not 1 <= len(value) <= max_length:
+            raise _form_error([key], "BASE_TYPE_BAD_LENGTH",
+                              f"Must be between 1 and {max_length} in length.")
+        return value
+
+    def _admin_ids(self, body: JSON, key: str) -> list[str]:
+        raw = body.get(key, [])
+        if not isinstance(raw, list) or not all(_snowflake_like(x) for x in raw):
+            raise _form_error([key], "LIST_TYPE_CONVERT", "Must be a list of snowflakes.")
+        return [str(x) for x in raw]
+
+    def _admin_create_user(self, body: JSON) -> _Answer:
+        """``{"username", "global_name"?, "guild_ids"?: [...], "authorize"?: bool}``: a
+        user, added to those guilds; ``authorize`` makes /oauth2/authorize approve as
+        them."""
+        username = self._admin_str(body, "username", max_length=32) or ""
+        global_name = self._admin_str(body, "global_name", required=False)
+        guild_ids = self._admin_ids(body, "guild_ids")
+        if any(gid not in self._guilds for gid in guild_ids):
+            raise _err(404, 10004, "Unknown Guild")
+        uid = self._create_user(username, global_name)
+        at = time.time()
+        for gid in dict.fromkeys(guild_ids):
+            self._join(self._guilds[gid], uid, set(), at, reason=None, actor="setup")
+        if body.get("authorize") is True:
+            self._authorize_user = uid
+        return _Answer(201, self._user_json(self._users[uid]))
+
+    def _admin_add_member(self, guild_id: str, body: JSON) -> _Answer:
+        """``{"user_id", "role_ids"?: [...]}``: the user joins the guild (as if invited)."""
+        g = self._guilds.get(guild_id)
+        if g is None:
+            raise _err(404, 10004, "Unknown Guild")
+        uid = body.get("user_id")
+        if not _snowflake_like(uid):
+            raise _form_error(["user_id"], "NUMBER_TYPE_COERCE", "Value is not snowflake.")
+        self._known_user(str(uid))
+        role_ids = self._admin_ids(body, "role_ids")
+        if any(r not in g.roles for r in role_ids):
+            raise _form_error(["role_ids"], "UNKNOWN_ROLE", "Unknown role.")
+        at = time.time()
+        m = g.members.get(str(uid)) or self._join(g, str(uid), set(), at, reason=None,
+                                                  actor="setup")
+        for role_id in role_ids:
+            self._give_role(g, str(uid), role_id, at, reason=None, actor="setup")
+        return _Answer(201, self._member_json(m))
+
+    def _admin_issue_grant(self, body: JSON) -> _Answer:
+        """``{"user_id", "scopes"?: ["identify", "guilds.join"], "expires_in"?: s,
+        "client_id"?}``: an OAuth2 grant, answered as the token endpoint does."""
+        uid = body.get("user_id")
+        if not _snowflake_like(uid):
+            raise _form_error(["user_id"], "NUMBER_TYPE_COERCE", "Value is not snowflake.")
+        self._known_user(str(uid))
+        scopes = body.get("scopes", ["identify", "guilds.join"])
+        if not isinstance(scopes, list) or not scopes or not all(
+                isinstance(x, str) and x for x in scopes):
+            raise _form_error(["scopes"], "LIST_TYPE_CONVERT", "Must be a list of scopes.")
+        expires_in = body.get("expires_in", DEFAULT_TOKEN_LIFETIME)
+        if not isinstance(expires_in, int) or isinstance(expires_in, bool) or not (
+                0 <= expires_in <= 10 * DEFAULT_TOKEN_LIFETIME):
+            raise _form_error(["expires_in"], "NUMBER_TYPE_MAX",
+                              f"Must be between 0 and {10 * DEFAULT_TOKEN_LIFETIME}.")
+        client_id = self._admin_str(body, "client_id", required=False)
+        return _Answer(201, self._issue_grant(str(uid), tuple(scopes), expires_in,
+                                              client_id))
+
+    def _admin_register_app(self, body: JSON) -> _Answer:
+        """``{"client_id", "client_secret", "redirect_uris"?: [...]}``."""
+        client_id = self._admin_str(body, "client_id") or ""
+        secret = self._admin_str(body, "client_secret", max_length=200) or ""
+        uris = body.get("redirect_uris")
+        if uris is not None and (not isinstance(uris, list) or not all(
+                isinstance(u, str) and u for u in uris)):
+            raise _form_error(["redirect_uris"], "LIST_TYPE_CONVERT", "Must be a list.")
+        self._apps[client_id] = _App(secret, tuple(uris) if uris is not None else None)
+        return _Answer(201, {"client_id": client_id,
+                             "redirect_uris": list(uris) if uris is not None else None})
+
+    def _admin_audit_log(self, q: Mapping[str, str]) -> _Answer:
+        """``?after=N&limit=M``: entries after position N (0: from the start), oldest
+        first, at most M (default and maximum 1000); ``next`` is the ``after`` for the
+        next page."""
+        try:
+            after = int(q.get("after", "0"))
+            limit = int(q.get("limit", "1000"))
+        except ValueError as exc:
+            raise _form_error(["after"], "NUMBER_TYPE_COERCE", "Value is not int.") from exc
+        if after < 0 or not 1 <= limit <= 1000:
+            raise _form_error(["limit"], "NUMBER_TYPE_MAX",
+                              "after must be >= 0 and limit between 1 and 1000.")
+        entries = self._log[after:after + limit]
+        return _Answer(200, {
+            "entries": [{"position": after + i + 1, **asdict(e)}
+                        for i, e in enumerate(entries)],
+            "next": after + len(entries)})
 
     # --- Inspection (copies) ------------------------------------------------------------
 
@@ -1201,6 +1344,10 @@ class DiscordEmulator(LoopbackService):
         arrived = time.time()
         parts = urlsplit(raw_path)
         path = parts.path
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            with self._lock:
+                return self._admin(method, path.removeprefix(ADMIN_PREFIX), parts.query,
+                                   headers, body)
         prefixed = _PREFIX.match(path)
         route: _Route | None = None
         params: dict[str, str] = {}
@@ -1917,7 +2064,8 @@ def main(argv: list[str] | None = None) -> int:
         if users:
             emu.authorize_as(next(iter(users.values())))
         return {
-            "base_url": emu.base_url, "url": emu.url, "guild_id": guild_id,
+            "base_url": emu.base_url, "url": emu.url, "admin_url": emu.url + ADMIN_PREFIX,
+            "guild_id": guild_id,
             "bot_token": emu.bot_token, "bot_user_id": emu.bot_user_id,
             "oauth_client_id": args.oauth_client_id,
             "oauth_client_secret": args.oauth_client_secret, "users": users,
