@@ -3,8 +3,14 @@ client talks HTTP to a real emulator on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
+import queue
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -52,3 +58,26 @@ def world(emu: DiscordEmulator) -> Iterator[World]:
     with DiscordClient(emu.base_url, emu.bot_token, timeout=2.0, max_retry_wait=1.0,
                        on_call=records.append) as client:
         yield World(emu, guild_id, *users, records=records, client=client)
+
+
+@pytest.fixture
+def served() -> Iterator[dict[str, Any]]:
+    """``coachgate emulator --port 0 --guild-name outside --user coach`` in its own process
+    (a real HTTP server on 127.0.0.1); yields the JSON line it prints."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coachgate.cli", "emulator", "--port", "0",
+         "--guild-name", "outside", "--user", "coach"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = proc.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        yield json.loads(lines.get(timeout=20))
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - never expected
+            proc.kill()
+            proc.communicate(timeout=5)

@@ -3,11 +3,6 @@ applications are made over HTTP under /_emulator/, and its audit log is read the
 
 from __future__ import annotations
 
-import json
-import queue
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,28 +10,6 @@ import httpx
 import pytest
 
 from coachgate.integrations.discord.emulator import DiscordEmulator
-
-
-@pytest.fixture
-def served() -> Iterator[dict[str, Any]]:
-    """``coachgate emulator --port 0`` in its own process; its JSON line."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coachgate.cli", "emulator", "--port", "0",
-         "--guild-name", "outside", "--user", "alice"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        lines: queue.Queue[str] = queue.Queue()
-        stdout = proc.stdout
-        assert stdout is not None
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-        yield json.loads(lines.get(timeout=20))
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - never expected
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def test_an_outside_tool_makes_users_and_grants_and_reads_the_audit_log(
@@ -73,7 +46,7 @@ def test_an_outside_tool_makes_users_and_grants_and_reads_the_audit_log(
         joins = [(e["user_id"], e["details"]["actor"]) for e in log["entries"]
                  if e["action"] == "member_add"]
         assert (bob.json()["id"], "setup") in joins and (carol["id"], "bot") in joins
-        assert alice_joined(log, served["users"]["alice"])
+        assert coach_joined(log, served["users"]["coach"])
         assert [e["position"] for e in log["entries"]] == list(range(1, log["next"] + 1))
         # Paging: only what happened after a position.
         page = http.get(f"{admin_url}/audit-log", params={"after": log["next"] - 1,
@@ -82,8 +55,8 @@ def test_an_outside_tool_makes_users_and_grants_and_reads_the_audit_log(
         assert page["next"] == log["next"]
 
 
-def alice_joined(log: dict[str, Any], alice: str) -> bool:
-    return any(e["action"] == "member_add" and e["user_id"] == alice for e in log["entries"])
+def coach_joined(log: dict[str, Any], coach: str) -> bool:
+    return any(e["action"] == "member_add" and e["user_id"] == coach for e in log["entries"])
 
 
 @pytest.fixture
