@@ -30,6 +30,7 @@ from coachgate.integrations.discord.client import (
     ActionRequired,
     DiscordClient,
     DiscordNotFound,
+    RetryLater,
 )
 from coachgate.integrations.discord.emulator import DiscordEmulator
 
@@ -250,6 +251,9 @@ def drive_everything_coachgate_does(s: Setup) -> None:
     c.modify_channel(voice["id"], reason="archive", parent_id=archive["id"],
                      permission_overwrites=base)
     c.modify_channel(voice["id"], reason="archive", name="archived-cg-1-session")
+    c.modify_channel(voice["id"], name="archived-again")  # the second rename in 10 minutes
+    with pytest.raises(RetryLater):  # the third: Discord's hidden limit
+        c.modify_channel(voice["id"], name="archived-thrice")
     # messages: a DM and a channel message
     dm = c.create_dm(s.student)
     c.send_message(dm["id"], "Your session starts in 15 minutes.")

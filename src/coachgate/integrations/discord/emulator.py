@@ -43,6 +43,15 @@ What it does like Discord (https://discord.com/developers/docs):
   its own and ``X-RateLimit-Scope: user``; nothing in the request is applied.
   ``configure_hidden_limits`` changes them; ``skip_time`` lets their windows pass.
 
+``GET /oauth2/applications/@me`` answers the bot's application (id = the bot's user id),
+as third-party libraries' ``login()`` needs. Every answer on the routes coachgate uses
+follows Discord's OpenAPI document (tests/specs/discord; checked by
+tests/integrations/discord/test_discord_fidelity.py).
+
+Admin routes under ``/_emulator`` (not Discord's; see ``_admin`` and docs/discord.md) let
+outside tools create users, members, OAuth2 grants and applications and read the audit
+log over HTTP.
+
 What it adds for tests: fault injection (``fail_next``, ``outage``, ``timeout_next``,
 ``rate_limit_storm``), every HTTP request in ``calls``, every change in ``log``
 (``AuditEntry``; a request that changes nothing — re-adding a role the member holds,
