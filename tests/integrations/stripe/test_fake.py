@@ -519,12 +519,77 @@ def test_slow_request_makes_a_concurrent_same_key_answer_409(fake: StripeFake) -
         time.sleep(0.01)
     concurrent = call(fake, "POST", "/v1/customers", {"email": "a@example.com"}, key="s-1")
     assert concurrent.status_code == 409
-    assert error(concurrent)["type"] == "idempotency_error"
+    # Stripe's code for it (https://docs.stripe.com/error-codes/idempotency-key-in-use).
+    assert (error(concurrent)["type"], error(concurrent)["code"]) == (
+        "invalid_request_error", "idempotency_key_in_use")
     thread.join(timeout=5)
     assert first.get(timeout=1).status_code == 200
     after = call(fake, "POST", "/v1/customers", {"email": "a@example.com"}, key="s-1")
     assert after.headers["Idempotent-Replayed"] == "true"
     assert len(fake.customers) == 1
+
+
+def test_a_500_after_execution_is_saved_and_replayed(fake: StripeFake) -> None:
+    """Stripe saves a 500 once the endpoint began executing ("this includes 500 errors")
+    and replays it for 24 hours; the change it made stays made."""
+    customer, pm = saved_card(fake)
+    fake.fail_next(1, 500, path="POST /v1/payment_intents", stage="after")
+    first = pay(fake, customer, pm, key="k-after")
+    assert (first.status_code, first.headers["Stripe-Should-Retry"]) == (500, "false")
+    assert len(fake.payment_intents) == 1  # it was created
+    again = pay(fake, customer, pm, key="k-after")
+    assert (again.status_code, again.headers["Idempotent-Replayed"]) == (500, "true")
+    assert again.json() == first.json()
+    assert len(fake.payment_intents) == 1
+    # Another key executes afresh.
+    assert pay(fake, customer, pm, key="k-other").status_code == 200
+    assert len(fake.payment_intents) == 2
+
+
+def test_a_500_during_execution_is_saved_with_nothing_made(fake: StripeFake) -> None:
+    customer, pm = saved_card(fake)
+    fake.fail_next(1, 500, path="POST /v1/payment_intents", stage="during")
+    assert pay(fake, customer, pm, key="k-during").status_code == 500
+    assert fake.payment_intents == {}
+    replay = pay(fake, customer, pm, key="k-during")
+    assert (replay.status_code, replay.headers["Idempotent-Replayed"]) == (500, "true")
+    assert fake.payment_intents == {}
+
+
+def test_a_late_fault_waits_for_a_request_that_executes(fake: StripeFake) -> None:
+    """A request refused before executing (a bad parameter) is not saved and does not use
+    up the fault; a replay does not either."""
+    customer, pm = saved_card(fake)
+    assert pay(fake, customer, pm, key="k-ok").status_code == 200
+    fake.fail_next(1, 500, path="POST /v1/payment_intents", stage="after")
+    assert pay(fake, customer, pm, key="k-ok").status_code == 200  # a replay
+    bad = call(fake, "POST", "/v1/payment_intents", {"amount": "x", "currency": "usd"},
+               key="k-bad")
+    assert bad.status_code == 400
+    assert pay(fake, customer, pm, key="k-late").status_code == 500
+    assert pay(fake, customer, pm, key="k-next").status_code == 200
+
+
+def test_list_payment_intents_and_refunds(fake: StripeFake) -> None:
+    customer, pm = saved_card(fake)
+    ids = [pay(fake, customer, pm, capture="automatic", key=f"k{i}").json()["id"]
+           for i in range(3)]
+    listed = call(fake, "GET", f"/v1/payment_intents?customer={customer}&limit=2").json()
+    assert (listed["object"], [p["id"] for p in listed["data"]], listed["has_more"]) == (
+        "list", ids[:0:-1], True)
+    rest = call(fake, "GET", f"/v1/payment_intents?customer={customer}&limit=2"
+                f"&starting_after={ids[1]}").json()
+    assert ([p["id"] for p in rest["data"]], rest["has_more"]) == ([ids[0]], False)
+    other, _ = saved_card(fake)
+    assert call(fake, "GET", f"/v1/payment_intents?customer={other}").json()["data"] == []
+    assert call(fake, "GET", "/v1/payment_intents?limit=101").status_code == 400
+    assert call(fake, "GET", "/v1/payment_intents?customer=cus_nope").status_code == 400
+    assert call(fake, "GET", "/v1/payment_intents?nope=1").status_code == 400
+    refund = call(fake, "POST", "/v1/refunds", {"payment_intent": ids[2], "amount": "100"})
+    assert refund.status_code == 200
+    refunds = call(fake, "GET", f"/v1/refunds?payment_intent={ids[2]}").json()["data"]
+    assert [r["id"] for r in refunds] == [refund.json()["id"]]
+    assert call(fake, "GET", f"/v1/refunds?payment_intent={ids[1]}").json()["data"] == []
 
 
 # --- Webhooks -----------------------------------------------------------------------------

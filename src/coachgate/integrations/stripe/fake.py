@@ -116,7 +116,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -216,7 +216,8 @@ TEST_CARDS: dict[str, _Card] = {
 class RecordedRequest:
     """One HTTP request. ``params``: the parsed form body (POST) or query (GET/DELETE);
     ``status``: what the fake answered (0: no answer, ``timeout_next(applied=False)``);
-    ``replayed``: an idempotent replay of a saved answer."""
+    ``replayed``: an idempotent replay of a saved answer; ``body``: the JSON answered
+    (None: no answer)."""
 
     at: float
     method: str
@@ -225,6 +226,7 @@ class RecordedRequest:
     params: JSON
     status: int
     replayed: bool = False
+    body: JSON | None = None
 
 
 @dataclass(frozen=True)
@@ -295,7 +297,7 @@ class _Saved:
 
 @dataclass
 class _Fault:
-    kind: str  # "fail" | "rate_limit" | "timeout" | "slow"
+    kind: str  # "fail" | "fail_during" | "fail_after" | "rate_limit" | "timeout" | "slow"
     remaining: int
     status: int = 500
     seconds: float = 0.0
@@ -446,14 +448,28 @@ class StripeFake(LoopbackService):
     # --- Faults ---------------------------------------------------------------------------
 
     def fail_next(self, n: int, status: int = 500, *, path: str | None = None,
-                  should_retry: bool | None = None) -> None:
+                  should_retry: bool | None = None,
+                  stage: Literal["before", "during", "after"] = "before") -> None:
         """The next ``n`` API requests (matching ``path``: a prefix such as
         ``/v1/payment_intents`` or ``"POST /v1/refunds"``) answer ``status`` with an
-        ``api_error`` before anything executes (nothing changes, nothing is saved under the
-        idempotency key). ``should_retry`` sets ``Stripe-Should-Retry``; by default it is
-        absent and the SDK retries 5xx on its own."""
+        ``api_error``. Where it fails is ``stage``:
+
+        * ``"before"`` (default): before the request reaches Stripe's API (a load
+          balancer's 503, a connection reset answered as 500): nothing changes, nothing is
+          saved under the idempotency key, a retry with the same key executes afresh.
+          ``should_retry`` sets ``Stripe-Should-Retry``; by default it is absent and the
+          SDK retries 5xx on its own.
+        * ``"during"``: the endpoint began executing and failed before changing anything.
+        * ``"after"``: the endpoint executed (the intent is created, the refund made, their
+          events sent) and then failed.
+
+        For ``"during"`` and ``"after"`` Stripe saves the 500 under the idempotency key
+        and replays it for 24 hours (https://docs.stripe.com/api/idempotent_requests:
+        "this includes 500 errors"), answering ``Stripe-Should-Retry: false`` (so the SDK
+        does not retry it); they apply to requests that would execute (not to replays)."""
+        kind = {"before": "fail", "during": "fail_during", "after": "fail_after"}[stage]
         with self._lock:
-            self._faults.append(_Fault("fail", n, status=status, path=path,
+            self._faults.append(_Fault(kind, n, status=status, path=path,
                                        should_retry=should_retry))
 
     def rate_limit_next(self, n: int, *, should_retry: bool = False,
@@ -480,7 +496,7 @@ class StripeFake(LoopbackService):
         """The next ``n`` API requests take ``seconds`` to execute: the change is made at
         once, but the result is saved under the idempotency key (and answered) only after
         ``seconds``; meanwhile a request with the same key answers 409
-        ``idempotency_error``, as Stripe answers concurrent requests with one key."""
+        ``idempotency_key_in_use``, as Stripe answers concurrent requests with one key."""
         with self._lock:
             self._faults.append(_Fault("slow", n, seconds=float(seconds), path=path))
 
@@ -647,7 +663,8 @@ class StripeFake(LoopbackService):
                                                  "message": "The fake failed (a bug)."}})
             self.requests.append(RecordedRequest(
                 arrived, method, path, key if method == "POST" else None, params,
-                0 if answer.drop else answer.status, answer.replayed))
+                0 if answer.drop else answer.status, answer.replayed,
+                None if answer.drop else answer.body))
             return answer
 
     def _dispatch(self, method: str, path: str, headers: dict[str, str], params: JSON,
@@ -706,9 +723,12 @@ class StripeFake(LoopbackService):
             saved = _Saved(method, path, params, None, None, now, request_id)
             self._saved[scope] = saved
 
+        late = self._take_fault(("fail_during", "fail_after"), method, path)
         self._context = _Context(request_id, key if method == "POST" else None,
                                  headers.get("stripe-version", DEFAULT_API_VERSION))
         try:
+            if late is not None and late.kind == "fail_during":
+                raise self._late_failure(late)
             status, body, keep = 200, handler(params, *args), True
         except _ApiError as exc:
             status, body, keep = exc.status, exc.body(), exc.saved
@@ -719,6 +739,15 @@ class StripeFake(LoopbackService):
                                                  "message": "The fake failed (a bug)."}}, False
         finally:
             events, self._context = self._context.events, None
+        if late is not None and late.kind == "fail_after":
+            if keep:  # it executed (a result, a decline...): the answer is lost to a 500
+                failure = self._late_failure(late)
+                status, body = failure.status, failure.body()
+                base_headers.update(failure.headers)
+            else:  # refused before executing (a bad parameter): the fault did not bite
+                if late not in self._faults:
+                    self._faults.insert(0, late)
+                late.remaining += 1
 
         answer = _Answer(status, body, base_headers,
                          events=events if self.auto_deliver and self.webhook_url else [])
@@ -739,14 +768,22 @@ class StripeFake(LoopbackService):
             answer.hold = delay.seconds
         return answer
 
+    @staticmethod
+    def _late_failure(fault: _Fault) -> _ApiError:
+        return _ApiError(fault.status, "api_error",
+                         "An unknown error occurred. (injected by the fake, after the "
+                         "request began executing)", saved=True,
+                         headers={"Stripe-Should-Retry": "false"})
+
     def _replay(self, saved: _Saved, method: str, path: str, params: JSON, key: str,
                 headers: dict[str, str]) -> _Answer:
         if saved.status is None:
-            exc = _ApiError(
-                409, "idempotency_error",
+            # Nothing is saved for this request: it never began executing.
+            exc = _invalid(
                 "There is currently another in-progress request using this Idempotent "
                 "Key (that probably means you submitted twice, and the other request is "
-                "still going through): " + key + ". Please try again later.")
+                "still going through): " + key + ". Please try again later.",
+                code="idempotency_key_in_use")
             return _Answer(409, exc.body(), headers)
         if (saved.method, saved.path) != (method, path):
             exc = _invalid(
@@ -763,8 +800,9 @@ class StripeFake(LoopbackService):
                 "meant to execute a different request.")
             exc.type = "idempotency_error"
             return _Answer(400, exc.body(), headers)
+        extra = {"Stripe-Should-Retry": "false"} if saved.status >= 500 else {}
         return _Answer(saved.status, copy.deepcopy(saved.body),
-                       {**headers, "Idempotent-Replayed": "true",
+                       {**headers, **extra, "Idempotent-Replayed": "true",
                         "Original-Request": saved.request_id}, replayed=True)
 
     def _authenticate(self, headers: dict[str, str]) -> str:
@@ -816,6 +854,7 @@ class StripeFake(LoopbackService):
             ("POST", re.compile(rf"/v1/setup_intents/{obj}/cancel"),
              self._api_cancel_setup_intent),
             ("POST", re.compile(r"/v1/payment_intents"), self._api_create_payment_intent),
+            ("GET", re.compile(r"/v1/payment_intents"), self._api_list_payment_intents),
             ("GET", re.compile(rf"/v1/payment_intents/{obj}"),
              self._api_retrieve_payment_intent),
             ("POST", re.compile(rf"/v1/payment_intents/{obj}/capture"),
@@ -823,6 +862,7 @@ class StripeFake(LoopbackService):
             ("POST", re.compile(rf"/v1/payment_intents/{obj}/cancel"),
              self._api_cancel_payment_intent),
             ("POST", re.compile(r"/v1/refunds"), self._api_create_refund),
+            ("GET", re.compile(r"/v1/refunds"), self._api_list_refunds),
             ("GET", re.compile(rf"/v1/refunds/{obj}"), self._api_retrieve_refund),
             ("GET", re.compile(rf"/v1/charges/{obj}"), self._api_retrieve_charge),
             ("GET", re.compile(rf"/v1/events/{obj}"), self._api_retrieve_event),
@@ -1015,8 +1055,8 @@ class StripeFake(LoopbackService):
                 "networks": {"available": [card.brand], "preferred": None},
                 "three_d_secure_usage": {"supported": True},
             },
-            "created": now, "customer": None, "livemode": False, "metadata": {},
-            "type": "card",
+            "created": now, "customer": None, "customer_account": None, "livemode": False,
+            "metadata": {}, "type": "card",
         }
         self._cards[pm_id] = card
         return pm_id
@@ -1030,12 +1070,13 @@ class StripeFake(LoopbackService):
             "id": customer_id, "object": "customer", "address": None, "balance": 0,
             "created": int(time.time()), "currency": None, "default_source": None,
             "delinquent": False, "description": self._str(params, "description"),
-            "email": self._str(params, "email"),
+            "discount": None, "email": self._str(params, "email"),
             "invoice_prefix": customer_id[4:12].upper(),
             "invoice_settings": {"custom_fields": None, "default_payment_method": None,
                                  "footer": None, "rendering_options": None},
             "livemode": False, "metadata": self._metadata(params),
-            "name": self._str(params, "name"), "phone": self._str(params, "phone"),
+            "name": self._str(params, "name"), "next_invoice_sequence": 1,
+            "phone": self._str(params, "phone"),
             "preferred_locales": [], "shipping": None, "tax_exempt": "none",
             "test_clock": None,
         }
@@ -1110,10 +1151,12 @@ class StripeFake(LoopbackService):
             "automatic_payment_methods": None, "cancellation_reason": None,
             "client_secret": f"{si_id}_secret_{_new_id('x', 25)[2:]}",
             "created": int(time.time()), "customer": customer,
-            "description": self._str(params, "description"), "flow_directions": None,
+            "description": self._str(params, "description"),
+            "excluded_payment_method_types": None, "flow_directions": None,
             "last_setup_error": None, "latest_attempt": None, "livemode": False,
             "mandate": None, "metadata": self._metadata(params), "next_action": None,
             "on_behalf_of": None, "payment_method": pm_id,
+            "payment_method_configuration_details": None,
             "payment_method_options": {"card": {"mandate_options": None, "network": None,
                                                 "request_three_d_secure": "automatic"}},
             "payment_method_types": types, "single_use_mandate": None,
@@ -1218,22 +1261,28 @@ class StripeFake(LoopbackService):
         pi_id = _new_id("pi")
         pi: JSON = {
             "id": pi_id, "object": "payment_intent", "amount": amount,
-            "amount_capturable": 0, "amount_received": 0, "application": None,
+            "amount_capturable": 0, "amount_details": {"tip": {}}, "amount_received": 0,
+            "application": None,
             "application_fee_amount": None, "automatic_payment_methods": None,
             "canceled_at": None, "cancellation_reason": None,
             "capture_method": capture_method or "automatic_async",
             "client_secret": f"{pi_id}_secret_{_new_id('x', 25)[2:]}",
             "confirmation_method": "automatic", "created": int(time.time()),
-            "currency": currency, "customer": customer,
-            "description": self._str(params, "description"), "last_payment_error": None,
-            "latest_charge": None, "livemode": False, "metadata": metadata,
-            "next_action": None, "on_behalf_of": None, "payment_method": pm_id,
-            "payment_method_types": types,
-            "receipt_email": self._str(params, "receipt_email"),
-            "setup_future_usage": None, "statement_descriptor": None,
-            "statement_descriptor_suffix": None,
+            "currency": currency, "customer": customer, "customer_account": None,
+            "description": self._str(params, "description"),
+            "excluded_payment_method_types": None, "last_payment_error": None,
+            "latest_charge": None, "livemode": False, "managed_payments": None,
+            "metadata": metadata, "next_action": None, "on_behalf_of": None,
+            "payment_method": pm_id, "payment_method_configuration_details": None,
+            "payment_method_options": {"card": {
+                "installments": None, "mandate_options": None, "network": None,
+                "request_three_d_secure": "automatic"}},
+            "payment_method_types": types, "processing": None,
+            "receipt_email": self._str(params, "receipt_email"), "review": None,
+            "setup_future_usage": None, "shipping": None, "source": None,
+            "statement_descriptor": None, "statement_descriptor_suffix": None,
             "status": "requires_confirmation" if pm_id else "requires_payment_method",
-            "transfer_group": None,
+            "transfer_data": None, "transfer_group": None,
         }
         self.payment_intents[pi_id] = pi
         if confirm:
@@ -1306,13 +1355,16 @@ class StripeFake(LoopbackService):
         charge: JSON = {
             "id": charge_id, "object": "charge", "amount": pi["amount"],
             "amount_captured": pi["amount"] if captured else 0, "amount_refunded": 0,
+            "application": None, "application_fee": None, "application_fee_amount": None,
             "balance_transaction": None,
-            "billing_details": pm["billing_details"], "captured": captured,
-            "created": now, "currency": pi["currency"], "customer": pi["customer"],
-            "description": pi["description"], "disputed": False,
+            "billing_details": copy.deepcopy(pm["billing_details"]),
+            "calculated_statement_descriptor": None if failed else "COACHGATE",
+            "captured": captured, "created": now, "currency": pi["currency"],
+            "customer": pi["customer"], "description": pi["description"],
+            "disputed": False, "failure_balance_transaction": None,
             "failure_code": failed.code if failed else None,
-            "failure_message": failed.message if failed else None, "livemode": False,
-            "metadata": dict(pi["metadata"]),
+            "failure_message": failed.message if failed else None, "fraud_details": {},
+            "livemode": False, "metadata": dict(pi["metadata"]), "on_behalf_of": None,
             "outcome": {
                 "network_status": "declined_by_network" if failed else "approved_by_network",
                 "reason": failed.decline_code if failed else None, "risk_level": "normal",
@@ -1327,7 +1379,17 @@ class StripeFake(LoopbackService):
                 "capture_before": None if automatic or failed
                 else now + AUTHORIZATION_DAYS * 86400,
             }},
-            "refunded": False, "status": "failed" if failed else "succeeded",
+            "receipt_email": pi["receipt_email"], "receipt_number": None,
+            "receipt_url": f"{self.base_url}/receipts/payment/{charge_id}",
+            "refunded": False,
+            # Not sent unless expanded on Stripe since API 2022-11-15; kept here, as
+            # Stripe's fixtures show it, so an expanding caller finds it.
+            "refunds": {"object": "list", "data": [], "has_more": False,
+                        "url": f"/v1/charges/{charge_id}/refunds"},
+            "review": None, "shipping": None, "source": None, "source_transfer": None,
+            "statement_descriptor": None, "statement_descriptor_suffix": None,
+            "status": "failed" if failed else "succeeded", "transfer_data": None,
+            "transfer_group": None,
         }
         self.charges[charge_id] = charge
         return charge
@@ -1379,6 +1441,68 @@ class StripeFake(LoopbackService):
                   amount_capturable=0, next_action=None)
         self._emit("payment_intent.canceled", pi)
 
+    # --- Lists ----------------------------------------------------------------------------
+
+    def _list(self, params: JSON, url: str, table: dict[str, JSON], filters: set[str]
+              ) -> JSON:
+        """Stripe's list answer: newest first, ``limit`` (1-100, default 10),
+        ``starting_after``/``ending_before`` an id in the list, ``created`` an integer or
+        a range (``created[gte]=...``), equality ``filters`` on top-level fields. Lists
+        are read from the primary store, so they are consistent at once (unlike search)."""
+        self._allow(params, {"limit", "starting_after", "ending_before", "created", *filters})
+        limit = self._positive(params, "limit")
+        limit = 10 if limit is None else limit
+        if limit > 100:
+            raise _invalid("This value must be less than or equal to 100.", param="limit")
+        rows = sorted(table.values(), key=lambda o: o["created"], reverse=True)
+        # Same second: the later-made first, as Stripe orders them.
+        order = {obj_id: i for i, obj_id in enumerate(table)}
+        rows.sort(key=lambda o: (-o["created"], -order[o["id"]]))
+        for name in filters:
+            wanted = self._str(params, name)
+            if wanted is not None:
+                rows = [o for o in rows if o.get(name) == wanted]
+        created = params.get("created")
+        if isinstance(created, str):
+            created = {"eq": created}
+        if created is not None:
+            if not isinstance(created, dict) or set(created) - {"gt", "gte", "lt", "lte", "eq"}:
+                raise _invalid("Invalid created: an integer or a hash of gt, gte, lt, lte.",
+                               param="created")
+            tests = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__,
+                     "lte": int.__le__, "eq": int.__eq__}
+            for op, raw in created.items():
+                bound = self._int({"created": raw}, "created")
+                rows = [o for o in rows if bound is None or tests[op](o["created"], bound)]
+        after = self._str(params, "starting_after")
+        before = self._str(params, "ending_before")
+        ids = [o["id"] for o in rows]
+        for name, cursor in (("starting_after", after), ("ending_before", before)):
+            if cursor is not None and cursor not in table:
+                raise _ApiError(404, "invalid_request_error",
+                                f"No such object: '{cursor}'", param=name,
+                                code="resource_missing")
+        if after is not None:
+            rows = rows[ids.index(after) + 1:] if after in ids else []
+            page = rows[:limit]
+        elif before is not None:
+            rows = rows[:ids.index(before)] if before in ids else []
+            page = rows[-limit:]
+        else:
+            page = rows[:limit]
+        return {"object": "list", "data": copy.deepcopy(page),
+                "has_more": len(rows) > len(page), "url": url}
+
+    def _api_list_payment_intents(self, params: JSON) -> JSON:
+        customer = self._str(params, "customer")
+        if customer is not None and customer not in self.customers:
+            raise _ApiError(400, "invalid_request_error", f"No such customer: '{customer}'",
+                            param="customer", code="resource_missing")
+        return self._list(params, "/v1/payment_intents", self.payment_intents, {"customer"})
+
+    def _api_list_refunds(self, params: JSON) -> JSON:
+        return self._list(params, "/v1/refunds", self.refunds, {"payment_intent", "charge"})
+
     # --- Refunds, charges, events ---------------------------------------------------------
 
     def _api_create_refund(self, params: JSON) -> JSON:
@@ -1426,12 +1550,18 @@ class StripeFake(LoopbackService):
         refund: JSON = {
             "id": refund_id, "object": "refund", "amount": amount,
             "balance_transaction": None, "charge": charge_id, "created": int(time.time()),
-            "currency": charge["currency"], "destination_details": None,
+            "currency": charge["currency"], "customer": charge["customer"],
+            "customer_account": None,
+            "destination_details": {"card": {"reference": None, "reference_status": "pending",
+                                             "reference_type": None, "type": "refund"},
+                                    "type": "card"},
             "metadata": metadata, "payment_intent": charge["payment_intent"],
+            "payment_method": charge["payment_method"],
             "reason": reason, "receipt_number": None, "source_transfer_reversal": None,
             "status": "succeeded", "transfer_reversal": None,
         }
         self.refunds[refund_id] = refund
+        charge["refunds"]["data"].insert(0, copy.deepcopy(refund))
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount_captured"]
         self._emit("charge.refunded", charge)
