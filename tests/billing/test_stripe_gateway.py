@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -279,14 +280,93 @@ def test_no_payment_method(stripe_gateway: StripeGateway, stripe_fake: StripeFak
 # --- Outages ------------------------------------------------------------------------------
 
 
-def test_a_500_is_retried_by_the_sdk_with_the_same_key(stripe_gateway: StripeGateway,
-                                                       stripe_fake: StripeFake) -> None:
+def test_a_500_before_execution_is_retried_by_the_sdk_with_the_same_key(
+        stripe_gateway: StripeGateway, stripe_fake: StripeFake) -> None:
+    """A 500 that never reached the endpoint (a load balancer's, a connection reset) is
+    not saved by Stripe: the same key executes afresh."""
     customer, pm = saved_card(stripe_gateway, stripe_fake)
-    stripe_fake.fail_next(1, 500, path="/v1/payment_intents")
+    stripe_fake.fail_next(1, 500, path="/v1/payment_intents", stage="before")
     held = stripe_gateway.authorize(request(customer, pm))
     assert held.status == "authorized"
     assert posts(stripe_fake, "/v1/payment_intents") == [
         ("booking:1:authorize", 500, False), ("booking:1:authorize", 200, False)]
+    assert len(stripe_fake.payment_intents) == 1
+
+
+def test_a_stored_500_after_the_intent_was_made_is_recovered_by_lookup(
+        stripe_gateway: StripeGateway, stripe_fake: StripeFake) -> None:
+    """Stripe created the intent, then answered 500 and saved that answer under the key
+    for 24 hours: the gateway finds the intent by its coachgate_key and never makes a
+    second one, now or when the call is made again."""
+    customer, pm = saved_card(stripe_gateway, stripe_fake)
+    stripe_fake.fail_next(1, 500, path="POST /v1/payment_intents", stage="after")
+    held = stripe_gateway.authorize(request(customer, pm))
+    assert (held.status, held.amount_minor) == ("authorized", 5000)
+    assert list(stripe_fake.payment_intents) == [held.ref]
+    assert posts(stripe_fake, "/v1/payment_intents") == [("booking:1:authorize", 500, False)]
+    lookups = [r for r in stripe_fake.requests if (r.method, r.path) == (
+        "GET", "/v1/payment_intents")]
+    assert [r.params["customer"] for r in lookups] == [customer]
+    again = stripe_gateway.authorize(request(customer, pm))  # a rerun after a crash
+    assert again == held
+    assert posts(stripe_fake, "/v1/payment_intents")[-1] == ("booking:1:authorize", 500, True)
+    assert list(stripe_fake.payment_intents) == [held.ref]  # money held once
+    # The same payment's charge step is another intent: not mistaken for this one.
+    charged = stripe_gateway.charge(request(customer, pm))
+    assert charged.status == "captured" and charged.ref != held.ref
+
+
+def test_a_stored_500_with_nothing_made_gets_a_new_key(stripe_gateway: StripeGateway,
+                                                      stripe_fake: StripeFake) -> None:
+    customer, pm = saved_card(stripe_gateway, stripe_fake)
+    stripe_fake.fail_next(1, 500, path="POST /v1/payment_intents", stage="during")
+    charged = stripe_gateway.charge(request(customer, pm))
+    assert charged.status == "captured"
+    assert posts(stripe_fake, "/v1/payment_intents") == [
+        ("booking:1:charge", 500, False), ("booking:1:charge:attempt-2", 200, False)]
+    assert list(stripe_fake.payment_intents) == [charged.ref]
+    # Run again: the first key still replays its 500; the lookup finds the intent the
+    # second key made, so nothing is charged twice.
+    assert stripe_gateway.charge(request(customer, pm)) == charged
+    assert posts(stripe_fake, "/v1/payment_intents")[-1] == ("booking:1:charge", 500, True)
+    assert list(stripe_fake.payment_intents) == [charged.ref]
+
+
+def test_stored_500s_on_every_key_stay_unavailable(stripe_gateway: StripeGateway,
+                                                  stripe_fake: StripeFake) -> None:
+    customer, pm = saved_card(stripe_gateway, stripe_fake)
+    stripe_fake.fail_next(3, 500, path="POST /v1/payment_intents", stage="during")
+    with pytest.raises(GatewayUnavailable):
+        stripe_gateway.authorize(request(customer, pm))
+    assert [k for k, _, _ in posts(stripe_fake, "/v1/payment_intents")] == [
+        "booking:1:authorize", "booking:1:authorize:attempt-2",
+        "booking:1:authorize:attempt-3"]
+    assert stripe_fake.payment_intents == {}
+
+
+def test_a_key_in_use_is_waited_for_and_sent_again(stripe_fake: StripeFake) -> None:
+    """Two runs of one payment at once (a lease that lapsed while Stripe was slow): the
+    second gets 409 idempotency_key_in_use, waits, sends the same key again and is
+    answered with the first one's intent."""
+    gateway = StripeGateway(secret_key=stripe_fake.secret_key, api_base=stripe_fake.base_url,
+                            timeout=5.0, max_network_retries=1)
+    customer, pm = saved_card(gateway, stripe_fake)
+    stripe_fake.slow_next(1, 1.5, path="POST /v1/payment_intents")
+    results: list[Any] = []
+    first = threading.Thread(target=lambda: results.append(
+        gateway.authorize(request(customer, pm))))
+    first.start()
+    deadline = time.monotonic() + 5
+    while not posts(stripe_fake, "/v1/payment_intents"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    second = gateway.authorize(request(customer, pm))
+    first.join(10)
+    assert results == [second] and second.status == "authorized"
+    statuses = [(s, replayed) for _, s, replayed in posts(stripe_fake, "/v1/payment_intents")]
+    assert (409, False) in statuses and statuses[-1] == (200, True)
+    assert {k for k, _, _ in posts(stripe_fake, "/v1/payment_intents")} == {
+        "booking:1:authorize"}
     assert len(stripe_fake.payment_intents) == 1
 
 

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,15 @@ log = logging.getLogger(__name__)
 # same idempotency key) bound one call to call_budget(10, 2) = 31.5 s; docs/stripe.md.
 DEFAULT_TIMEOUT = 10.0  # seconds per HTTP attempt (COACHGATE_STRIPE_TIMEOUT)
 DEFAULT_MAX_NETWORK_RETRIES = 2  # COACHGATE_STRIPE_MAX_NETWORK_RETRIES
+# Creating a PaymentIntent that answered 5xx: at most this many idempotency keys
+# (``<key>:<step>``, then ``:attempt-2``, ``:attempt-3``), each tried only once a lookup
+# shows that no intent was created under the ones before.
+MAX_CREATE_KEYS = 3
+# 409 idempotency_key_in_use after the SDK's own retries: wait this long, then the same key
+# once more.
+IN_USE_WAIT_S = 2.0
+# How far back the lookup lists a customer's intents: Stripe keeps a key 24 hours.
+LOOKUP_WINDOW_S = 25 * 3600
 
 
 def call_budget(timeout: float, max_network_retries: int) -> float:
@@ -108,7 +118,11 @@ class StripeGateway:
         self._webhook_secret = webhook_secret
         self.api_base = api_base or stripe.DEFAULT_API_BASE
         self.livemode = secret_key.startswith(("sk_live_", "rk_live_"))
-        self.call_budget_s = call_budget(timeout, max_network_retries)
+        # One gateway call, recovery included: per key a create, once more after a 409
+        # wait, and a lookup (one page) when it answered 5xx.
+        self.call_budget_s = MAX_CREATE_KEYS * (
+            3 * call_budget(timeout, max_network_retries) + IN_USE_WAIT_S)
+        self._sleep = time.sleep
         # The SDK's own HTTP client (requests, a dependency of stripe); its httpx adapter
         # sends bodies in a way httpx deprecates. One client per gateway: it keeps a
         # connection pool per thread.
@@ -259,8 +273,7 @@ class StripeGateway:
         if request.description:
             params["description"] = request.description
         with self._mapped(step):
-            intent = self._client.v1.payment_intents.create(
-                params, options={"idempotency_key": f"{request.key}:{step}"})
+            intent = self._create_intent(params, request, capture_method, step)
         log.info("stripe: %s %s -> %s %s", step, request.key, intent.id, intent.status)
         if intent.status == "requires_capture":
             return PaymentResult(ref=intent.id, status="authorized", amount_minor=_from_stripe(
@@ -280,6 +293,78 @@ class StripeGateway:
                                   ref=intent.id)
         raise GatewayError(f"Stripe PaymentIntent {intent.id} is {intent.status} "
                            f"after {step}")
+
+    def _create_intent(self, params: PaymentIntentCreateParams, request: PaymentRequest,
+                       capture_method: str, step: str) -> Any:
+        """Create (and confirm) the intent, recovering from what Stripe's idempotency
+        answers (https://docs.stripe.com/api/idempotent_requests):
+
+        * A 5xx once the request began executing is saved under its key and replayed for
+          24 hours, whether or not the intent was created first. So after a 5xx the
+          customer's intents are listed (a list is read from Stripe's primary store:
+          consistent at once, where search is eventually consistent, typically a minute
+          behind) and one with this payment's ``coachgate_key`` and capture method is the
+          answer. Only when there is none — nothing was created — is a new key used
+          (``<key>:<step>:attempt-N``, deterministic, so a concurrent or later run uses
+          the same one; the lookup first finds what an earlier key created).
+        * 409 ``idempotency_key_in_use``: another run's request with this key is still
+          executing; wait and send the same key again (never a new one: the first may
+          create the intent).
+
+        Without a customer there is nothing to list by: a 5xx stays GatewayUnavailable
+        (coachgate always has one: off-session cards belong to a customer)."""
+        base = f"{request.key}:{step}"
+        for attempt in range(1, MAX_CREATE_KEYS + 1):
+            key = base if attempt == 1 else f"{base}:attempt-{attempt}"
+            try:
+                return self._create_with_key(params, key)
+            except stripe.APIError as exc:
+                status = exc.http_status
+                if status is None or status < 500 or not request.customer_ref:
+                    raise
+                found = self._find_intent(request, capture_method)
+                if found is not None:
+                    log.warning("stripe: %s answered %s; found %s it created (%s)",
+                                key, status, found.id, found.status)
+                    return found
+                if attempt == MAX_CREATE_KEYS:
+                    raise
+                log.warning("stripe: %s answered %s and created nothing; trying a new key",
+                            key, status)
+        raise AssertionError("unreachable")
+
+    def _create_with_key(self, params: PaymentIntentCreateParams, key: str) -> Any:
+        try:
+            return self._client.v1.payment_intents.create(
+                params, options={"idempotency_key": key})
+        except stripe.APIError as exc:
+            if exc.http_status != 409 or \
+                    _error_body(exc).get("code") != "idempotency_key_in_use":
+                raise
+            log.info("stripe: %s is in use by another request; waiting %.1f s",
+                     key, IN_USE_WAIT_S)
+        self._sleep(IN_USE_WAIT_S)
+        try:
+            return self._client.v1.payment_intents.create(
+                params, options={"idempotency_key": key})
+        except stripe.APIError as exc:
+            if exc.http_status == 409:
+                raise GatewayUnavailable(f"Stripe request {key} is still in progress",
+                                         retry_after=IN_USE_WAIT_S) from exc
+            raise
+
+    def _find_intent(self, request: PaymentRequest, capture_method: str) -> Any:
+        """The newest intent of this payment (``coachgate_key``) and step (the capture
+        method tells authorize from charge), or None."""
+        since = int(time.time()) - LOOKUP_WINDOW_S
+        page = self._client.v1.payment_intents.list(
+            {"customer": request.customer_ref, "created": {"gte": since}, "limit": 100})
+        for intent in page.auto_paging_iter():  # newest first
+            metadata = intent.metadata.to_dict() if intent.metadata else {}
+            if metadata.get("coachgate_key") == request.key and \
+                    intent.capture_method == capture_method:
+                return intent
+        return None
 
     # --- Webhooks -------------------------------------------------------------------------
 
