@@ -10,10 +10,14 @@ capture), ``refund`` gives back part or all of a captured payment.
 Idempotency: every mutating call carries ``Idempotency-Key: "<key>:<step>"`` (``<key>`` is
 the caller's, unique per payment row; ``<step>`` is ``authorize``, ``charge``, ``capture``,
 ``cancel``, ``refund``, ``setup``). Stripe keeps keys 24 hours and replays the first
-answer — including a card decline — so a call repeated after a crash or a timeout moves
-money once. The SDK retries network errors, 409 and 5xx answers itself, and a 429 when
-Stripe sends ``Stripe-Should-Retry: true`` (``max_network_retries``, default 2, with the
-same key); what still fails is mapped:
+answer — including a card decline, and a 500 that happened once the request began
+executing — so a call repeated after a crash or a timeout moves money once. The SDK
+retries network errors, 409 and 5xx answers itself (not a saved 500: Stripe sends
+``Stripe-Should-Retry: false``), and a 429 when Stripe sends ``Stripe-Should-Retry:
+true`` (``max_network_retries``, default 2, with the same key). Creating an intent also
+recovers from a saved 500 (a lookup of the customer's intents, then a new key only if
+none was created) and from 409 ``idempotency_key_in_use`` (wait, same key): see
+``_create_intent``. What still fails is mapped:
 
 * ``stripe.CardError`` -> ``PaymentDeclined(code, message, ref=<payment intent id>)``,
   ``code`` being Stripe's ``decline_code`` when it says more than ``generic_decline``
@@ -119,7 +123,8 @@ class StripeGateway:
         self.api_base = api_base or stripe.DEFAULT_API_BASE
         self.livemode = secret_key.startswith(("sk_live_", "rk_live_"))
         # One gateway call, recovery included: per key a create, once more after a 409
-        # wait, and a lookup (one page) when it answered 5xx.
+        # wait, and a lookup when it answered 5xx (one page: 100 of a customer's intents
+        # in 25 hours).
         self.call_budget_s = MAX_CREATE_KEYS * (
             3 * call_budget(timeout, max_network_retries) + IN_USE_WAIT_S)
         self._sleep = time.sleep

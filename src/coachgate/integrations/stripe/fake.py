@@ -17,9 +17,12 @@ What it does like Stripe (https://docs.stripe.com/api):
 * Routes: ``POST /v1/customers``, ``GET|POST|DELETE /v1/customers/{id}``,
   ``GET /v1/payment_methods/{id}``, ``POST /v1/setup_intents``,
   ``GET /v1/setup_intents/{id}``, ``POST /v1/setup_intents/{id}/confirm|cancel``,
-  ``POST /v1/payment_intents``, ``GET /v1/payment_intents/{id}``,
+  ``POST /v1/payment_intents``, ``GET /v1/payment_intents`` (list: ``customer``,
+  ``created``, ``limit``, ``starting_after``, ``ending_before``; newest first),
+  ``GET /v1/payment_intents/{id}``,
   ``POST /v1/payment_intents/{id}/capture|cancel``, ``POST /v1/refunds``,
-  ``GET /v1/refunds/{id}``, ``GET /v1/charges/{id}``, ``GET /v1/events/{id}``; and two of
+  ``GET /v1/refunds`` (list: ``payment_intent``, ``charge``), ``GET /v1/refunds/{id}``,
+  ``GET /v1/charges/{id}``, ``GET /v1/events/{id}``; and two of
   ours for what happens outside the API, ``POST /_fake/setup_intents/{id}/complete`` and
   ``POST /_fake/payment_intents/{id}/expire`` (see ``complete_setup`` and
   ``expire_authorization``). Anything else answers 404 "Unrecognized request URL".
@@ -32,7 +35,8 @@ What it does like Stripe (https://docs.stripe.com/api):
   (``parameter_missing``, ``parameter_unknown``, ``parameter_invalid_integer``,
   ``payment_intent_unexpected_state``, ``setup_intent_unexpected_state``,
   ``amount_too_small``, ``amount_too_large``, ``charge_already_refunded``), 404
-  ``resource_missing``, 401 bad key, 400/409 ``idempotency_error``, 429 ``rate_limit``.
+  ``resource_missing``, 401 bad key, 400 ``idempotency_error``, 409
+  ``idempotency_key_in_use``, 429 ``rate_limit``.
   Message texts follow Stripe's closely but are ours.
 * Money: amounts are integers in the currency's smallest unit, as on Stripe; currencies are
   stored lower case; zero-decimal currencies (JPY, KRW, ...) take whole units; the
@@ -72,11 +76,16 @@ What it does like Stripe (https://docs.stripe.com/api):
 * Idempotency (https://docs.stripe.com/api/idempotent_requests): ``Idempotency-Key`` on a
   POST, scoped to the API key, kept 24 hours. The same key with the same endpoint and
   parameters replays the saved status and body with ``Idempotent-Replayed: true``; another
-  endpoint or other parameters answer 400 ``idempotency_error``; a key whose first request
-  is still executing (see ``slow_next``) answers 409 ``idempotency_error``. Saved: results
-  of requests that began executing (2xx, card errors, errors about an object's state or an
-  amount limit). Not saved (retry them freely): 401, 429, parameter and lookup errors,
-  injected faults.
+  endpoint or other parameters answer 400 (type ``idempotency_error``); a key whose first
+  request is still executing (see ``slow_next``) answers 409 ``idempotency_key_in_use``
+  (nothing saved for that one). Saved: results of requests that began executing (2xx, card
+  errors, errors about an object's state or an amount limit, and 500s injected with
+  ``fail_next(stage="during"|"after")``, replayed with ``Stripe-Should-Retry: false``).
+  Not saved (retry them freely): 401, 429, parameter and lookup errors, faults injected
+  ``stage="before"`` (a 500 from in front of the API, a connection error).
+* Objects carry every field Stripe always sends (checked against the official SDK's
+  schemas by tests/integrations/stripe/test_stripe_fidelity.py); fields for features the
+  fake does not model are ``null`` or empty, as on an account that does not use them.
 * Webhooks: every change below appends an event ``{"id": "evt_...", "object": "event",
   "type", "data": {"object": {...}}, "created", "livemode": false, "api_version",
   "request": {"id", "idempotency_key"}, "pending_webhooks"}`` to ``events``:
