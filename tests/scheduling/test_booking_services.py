@@ -303,8 +303,8 @@ def test_each_transition_has_its_owner_and_audit_event(coach, now):
     offer = make_offer(coach)
     outcomes = [
         (services.complete_session, "completed"),
-        (services.mark_student_no_show, "no_show_student"),
-        (services.mark_coach_no_show, "no_show_coach"),
+        (services.end_as_student_no_show, "no_show_student"),
+        (services.end_as_coach_no_show, "no_show_coach"),
         (services.end_session_short, "early_end_short"),
     ]
     for i, (owner, status) in enumerate(outcomes):

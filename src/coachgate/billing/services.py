@@ -555,7 +555,7 @@ def mark_student_no_show(actor: User, session_id: int, *, student_id: int | None
         if _joined_by(session, target.student_id, allowed_from):
             raise ParticipantAttended("The meeting shows the student joined within the wait.")
         if len(unmarked) == 1:  # the last (or only) student: the whole session is a no-show
-            scheduling.mark_student_no_show(actor, session_id, now=now)
+            scheduling.end_as_student_no_show(actor, session_id, now=now)
             return OutcomeResult(scheduling.lock_session(session_id),
                                  settle_session(session_id, now=now, actor=actor))
         target.session = session
@@ -581,7 +581,7 @@ def report_coach_no_show(actor: User, session_id: int, *,
         session = scheduling.lock_session(session_id)
         if session.status in TERMINAL:
             raise AlreadySettled(f"This session is already {session.status.replace('_', ' ')}.")
-        scheduling.mark_coach_no_show(actor, session_id, now=now)
+        scheduling.end_as_coach_no_show(actor, session_id, now=now)
         result = OutcomeResult(scheduling.lock_session(session_id),
                                settle_session(session_id, now=now, actor=actor))
         _notify_coach_no_show(result.session, now)

@@ -842,8 +842,10 @@ def complete_session(actor: User | None, session_id: int, *,
                        SessionEventKind.COMPLETED)
 
 
-def mark_student_no_show(actor: User | None, session_id: int, *,
-                         now: datetime | None = None) -> Session:
+def end_as_student_no_show(actor: User | None, session_id: int, *,
+                           now: datetime | None = None) -> Session:
+    """The lifecycle transition only (no money): billing.mark_student_no_show is the
+    outcome action that checks who may claim it, then calls this and settles."""
     now = now or clock.now()
     if actor is not None:
         _require_coach_or_admin(actor, session_id)
@@ -851,8 +853,8 @@ def mark_student_no_show(actor: User | None, session_id: int, *,
                        SessionEventKind.NO_SHOW_STUDENT)
 
 
-def mark_coach_no_show(actor: User | None, session_id: int, *,
-                       now: datetime | None = None) -> Session:
+def end_as_coach_no_show(actor: User | None, session_id: int, *,
+                         now: datetime | None = None) -> Session:
     now = now or clock.now()
     return _transition(session_id, SessionStatus.NO_SHOW_COACH, actor, now,
                        SessionEventKind.NO_SHOW_COACH)
