@@ -1207,44 +1207,32 @@ def _apply_payment_event(p: Payment, kind: str, obj: dict[str, Any], now: dateti
 # --- reading --------------------------------------------------------------------------------
 
 
-@dataclass
-class OutcomeButtons:
-    buttons: list[tuple[str, str]] = field(default_factory=list)  # (action, label)
-    no_show_from: datetime | None = None  # the wait still runs until then
+@dataclass(frozen=True)
+class OutcomeState:
+    """What billing says about one session for one viewer: the viewer's own settlement as
+    words (students only), and when the no-show wait ends (None once it is settled or
+    before it started). The sessions page turns it into buttons (web.outcomes)."""
     settled: str = ""
+    no_show_from: datetime | None = None
 
 
-def outcome_buttons(actor: User, sessions: list[Session], now: datetime
-                    ) -> dict[int, OutcomeButtons]:
-    """What the sessions page offers each viewer: the coach's no-show button appears once
-    the wait has passed (with a countdown before), "End session" once it started; a
-    student may report the coach absent after the wait. Settled sessions show the charge."""
+def outcome_states(actor: User, sessions: list[Session], now: datetime
+                   ) -> dict[int, OutcomeState]:
     from coachgate.kit.money import format_amount
 
     settled = {s.session_id: s for s in Settlement.objects.filter(
         session__in=sessions).filter(student=actor)} if not actor.is_coach else {}
-    out: dict[int, OutcomeButtons] = {}
+    out: dict[int, OutcomeState] = {}
     for session in sessions:
-        view = out[session.pk] = OutcomeButtons()
         mine = settled.get(session.pk)
-        if mine is not None:
-            view.settled = (f"{_OUTCOME_TEXT[Outcome(mine.outcome)]}: charged "
-                            f"{format_amount(mine.charge_minor, mine.currency)}")
-        if session.status in TERMINAL or now < session.starts_at:
-            continue
-        allowed = rules.no_show_allowed_from(session.starts_at, thresholds_of(session))
-        if session.coach.user_id == actor.pk:
-            if now >= allowed:
-                view.buttons.append(("no-show", "Student absent"))
-            else:
-                view.no_show_from = allowed
-            view.buttons.append(("complete", "End session"))
-        elif now >= allowed:
-            view.buttons.append(("coach-no-show", "Coach absent"))
+        text = (f"{_OUTCOME_TEXT[Outcome(mine.outcome)]}: charged "
+                f"{format_amount(mine.charge_minor, mine.currency)}") if mine else ""
+        open_ = session.status not in TERMINAL and now >= session.starts_at
+        out[session.pk] = OutcomeState(
+            settled=text,
+            no_show_from=(rules.no_show_allowed_from(session.starts_at, thresholds_of(session))
+                          if open_ else None))
     return out
-
-
-
 
 
 def settlements_of(actor: User, session_id: int) -> list[Settlement]:

@@ -146,7 +146,7 @@ def _outcome_buttons(user: User, rows: list[Any], now: datetime) -> dict[int, An
     """The outcome buttons of every session; when that fails (a session whose money policy
     cannot be read, stored before validation existed), session by session, and a session
     that still fails shows none: the page answers whatever one row holds."""
-    from coachgate.billing.services import outcome_buttons
+    from .outcomes import outcome_buttons
 
     try:
         return dict(outcome_buttons(user, rows, now))
