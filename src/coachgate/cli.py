@@ -4,10 +4,13 @@ token, manage."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from coachgate.kit.config import conf
 
 if TYPE_CHECKING:
     from coachgate.access.worker import GateWorker
@@ -23,6 +26,10 @@ def _setup() -> None:
     except ImproperlyConfigured as exc:  # e.g. production mode with DEBUG on: say why, stop
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    from coachgate.kit.config import unknown_variables
+
+    for line in unknown_variables():  # usually a typo: say so before anything runs
+        logging.getLogger("coachgate.config").warning("%s", line)
 
 
 def _migrate(verbosity: int = 1) -> None:
@@ -52,13 +59,11 @@ def _proxy_options() -> dict[str, Any]:
     kept for Django, which never believes them from anyone but the trusted proxy
     (coachgate.kit.http); from the trusted proxy, waitress puts the client's address in
     REMOTE_ADDR and its scheme (X-Forwarded-Proto) in wsgi.url_scheme."""
-    from django.conf import settings
-
     options: dict[str, Any] = {"clear_untrusted_proxy_headers": False}
-    proxy = str(settings.COACHGATE.get("TRUSTED_PROXY", "") or "")
+    proxy = conf().TRUSTED_PROXY
     if proxy:
         options.update(trusted_proxy=proxy,
-                       trusted_proxy_count=int(str(settings.COACHGATE["TRUSTED_PROXY_COUNT"])),
+                       trusted_proxy_count=conf().TRUSTED_PROXY_COUNT,
                        trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"})
     return options
 
@@ -102,17 +107,13 @@ def _embedded_worker(args: argparse.Namespace) -> bool:
 
 def _make_worker(*, sweep_interval: float | None, poll_interval: float | None = None,
                  sweep: bool = True, tasks: bool = True) -> GateWorker:
-    from django.conf import settings
-
     from coachgate.access.worker import GateWorker
     from coachgate.kit.due import worker_identity
 
-    cfg: dict[str, Any] = settings.COACHGATE
+    cfg = conf()
     return GateWorker(
-        poll_interval=float(cfg["WORKER_POLL_INTERVAL"]) if poll_interval is None
-        else poll_interval,
-        sweep_interval=float(cfg["SWEEP_INTERVAL"]) if sweep_interval is None
-        else sweep_interval,
+        poll_interval=cfg.WORKER_POLL_INTERVAL if poll_interval is None else poll_interval,
+        sweep_interval=cfg.SWEEP_INTERVAL if sweep_interval is None else sweep_interval,
         worker_id=worker_identity(), sweep=sweep, tasks=tasks)
 
 

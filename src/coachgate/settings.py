@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from coachgate.kit.config import from_environment
+
 BASE_DIR = Path(__file__).resolve().parent
 
 
@@ -309,50 +311,8 @@ SESSION_COOKIE_SECURE = _env_bool("COACHGATE_SECURE_COOKIES", PRODUCTION)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # --- coachgate ------------------------------------------------------------------------
-COACHGATE = {
-    "DEFAULT_CURRENCY": os.environ.get("COACHGATE_DEFAULT_CURRENCY", "USD"),
-    "PUBLIC_URL": os.environ.get("COACHGATE_PUBLIC_URL", "http://127.0.0.1:8000"),
-    # Key for secrets at rest (bot token, linked-account tokens). Defaults to a key
-    # derived from SECRET_KEY; an operator may set a separate one (urlsafe base64, 32 bytes).
-    "ENCRYPTION_KEY": os.environ.get("COACHGATE_ENCRYPTION_KEY", ""),
-    # Discord: the admin page overrides these; env vars let automation configure a guild.
-    "DISCORD_API_URL": os.environ.get("COACHGATE_DISCORD_API_URL", "https://discord.com/api/v10"),
-    "DISCORD_GUILD_ID": os.environ.get("COACHGATE_DISCORD_GUILD_ID", ""),
-    "DISCORD_BOT_TOKEN": os.environ.get("COACHGATE_DISCORD_BOT_TOKEN", ""),
-    # The worker: how often it polls for due wake-ups and how often it sweeps for drift.
-    "WORKER_POLL_INTERVAL": float(os.environ.get("COACHGATE_WORKER_POLL_INTERVAL", "0.1")),
-    "SWEEP_INTERVAL": float(os.environ.get("COACHGATE_SWEEP_INTERVAL", "30")),
-    # Shared secret for the external-cron trigger endpoint (empty: endpoint disabled).
-    "CRON_SECRET": os.environ.get("COACHGATE_CRON_SECRET", ""),
-    # Bearer token for /metrics from another machine (loopback and admins need none).
-    "METRICS_TOKEN": os.environ.get("COACHGATE_METRICS_TOKEN", ""),
-    # The reverse proxy in front of coachgate, as its address reaches coachgate (e.g.
-    # 127.0.0.1), or "*" for any peer. Only its X-Forwarded-For / X-Forwarded-Proto are
-    # believed; TRUSTED_PROXY_COUNT proxies of yours stand in a row in front of coachgate.
-    "TRUSTED_PROXY": os.environ.get("COACHGATE_TRUSTED_PROXY", "").strip(),
-    "TRUSTED_PROXY_COUNT": int(os.environ.get("COACHGATE_TRUSTED_PROXY_COUNT", "1")),
-    # Money. Percentages are exact decimals (strings); amounts are integer minor units.
-    "PLATFORM_FEE_PERCENT": os.environ.get("COACHGATE_PLATFORM_FEE_PERCENT", "10"),
-    "NO_SHOW_CHARGE_PERCENT": os.environ.get("COACHGATE_NO_SHOW_CHARGE_PERCENT", "50"),
-    # How long before the start a session's card is authorised (card holds last 5-7 days).
-    "AUTHORIZE_BEFORE_HOURS": int(os.environ.get("COACHGATE_AUTHORIZE_BEFORE_HOURS", "24")),
-    # "offline" (default: amounts recorded, money collected outside) or "stripe".
-    "PAYMENT_GATEWAY": os.environ.get("COACHGATE_PAYMENT_GATEWAY", "offline"),
-    "STRIPE_SECRET_KEY": os.environ.get("COACHGATE_STRIPE_SECRET_KEY", ""),
-    "STRIPE_PUBLISHABLE_KEY": os.environ.get("COACHGATE_STRIPE_PUBLISHABLE_KEY", ""),
-    "STRIPE_WEBHOOK_SECRET": os.environ.get("COACHGATE_STRIPE_WEBHOOK_SECRET", ""),
-    # Empty: Stripe itself. Tests and the demo point it at the local fake.
-    "STRIPE_API_BASE": os.environ.get("COACHGATE_STRIPE_API_BASE", ""),
-    # Per HTTP attempt, and retries of one call (same idempotency key): a call takes at most
-    # 3 x 10 s + 1.5 s backoff. Calls run outside transactions (docs/stripe.md).
-    "STRIPE_TIMEOUT": float(os.environ.get("COACHGATE_STRIPE_TIMEOUT", "10")),
-    "STRIPE_MAX_NETWORK_RETRIES": int(os.environ.get("COACHGATE_STRIPE_MAX_NETWORK_RETRIES",
-                                                     "2")),
-    # Packs and seats.
-    "PACK_GRACE_HOURS": int(os.environ.get("COACHGATE_PACK_GRACE_HOURS", "72")),
-    "PACK_FINAL_WARNING_HOURS": int(os.environ.get("COACHGATE_PACK_FINAL_WARNING_HOURS", "12")),
-    "PACK_VALID_DAYS": int(os.environ.get("COACHGATE_PACK_VALID_DAYS", "90")),
-}
+# Every product setting, typed, with its default and meaning: coachgate.kit.config.
+COACHGATE = from_environment()
 
 LOGGING = {
     "version": 1,

@@ -20,6 +20,7 @@ from coachgate.billing.models import (
     SessionBilling,
     Settlement,
 )
+from coachgate.billing.services import settlement as settlement_module
 from coachgate.kit.errors import (
     AlreadySettled,
     Forbidden,
@@ -373,7 +374,7 @@ def test_a_burst_settles_together_and_one_bad_session_delays_nobody(
             raise RuntimeError("injected: this session's policy cannot be read")
         return real(session)
 
-    monkeypatch.setattr(services, "thresholds_of", broken)
+    monkeypatch.setattr(settlement_module, "thresholds_of", broken)
     after = START + 3 * timedelta(hours=1)
     report = services.run_due(now=after)
     assert (report.sessions, report.errors) == (4, 1)
@@ -384,7 +385,7 @@ def test_a_burst_settles_together_and_one_bad_session_delays_nobody(
     assert gate.lease_owner == "" and gate.settled_at is None
     events = list(Session.objects.get(pk=sessions[0].pk).events.values_list("kind", "actor"))
     assert events[-1] == ("completed", None)
-    monkeypatch.setattr(services, "thresholds_of", real)
+    monkeypatch.setattr(settlement_module, "thresholds_of", real)
     services.run_due(now=gate.next_due_at)
     assert Settlement.objects.count() == 4
     assert Payment.objects.filter(status=PaymentStatus.CAPTURED, captured_minor=5000).count() == 4

@@ -6,7 +6,6 @@ import hmac
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest
 from ninja import Router, Schema
 from ninja.security import HttpBearer
@@ -14,6 +13,7 @@ from ninja.security import HttpBearer
 from coachgate.accounts.auth import API_AUTH, current_user
 from coachgate.accounts.models import Role
 from coachgate.kit import clock
+from coachgate.kit.config import conf
 from coachgate.kit.errors import Forbidden
 from coachgate.scheduling.lifecycle import LIVE
 from coachgate.scheduling.services import get_session
@@ -29,7 +29,7 @@ class CronSecret(HttpBearer):
     secret configured the endpoint accepts nobody."""
 
     def authenticate(self, request: HttpRequest, token: str) -> str | None:
-        secret = str(settings.COACHGATE.get("CRON_SECRET", "") or "")
+        secret = conf().CRON_SECRET
         if secret and hmac.compare_digest(token.encode(), secret.encode()):
             return "cron"
         return None

@@ -14,14 +14,12 @@ import contextlib
 import hashlib
 import logging
 import math
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
@@ -40,6 +38,7 @@ from coachgate.integrations.discord.client import (
     RetryLater,
 )
 from coachgate.kit import clock, due, metrics
+from coachgate.kit.config import conf
 from coachgate.kit.errors import CoachgateError
 from coachgate.scheduling.lifecycle import LIVE
 from coachgate.scheduling.models import Booking, BookingStatus, Session
@@ -51,7 +50,7 @@ from .rules import GateKind, Phase
 log = logging.getLogger(__name__)
 
 # Longer than any run can take (a few calls, each bounded by the client's timeout).
-LEASE = timedelta(seconds=float(os.environ.get("COACHGATE_ACCESS_LEASE_SECONDS", "60")))
+LEASE = timedelta(seconds=conf().ACCESS_LEASE_SECONDS)
 BUSY_RETRY = timedelta(seconds=1)
 ACTION_RETRY = timedelta(minutes=5)  # a revoke that someone must fix is still retried
 CATEGORY_CAPACITY = 50
@@ -749,7 +748,7 @@ def channel_link(row: SessionAccess) -> str:
                    .values_list("channel_id", flat=True).first() or "")
     if row.discord and channel and row.guild_id:
         return f"https://discord.com/channels/{row.guild_id}/{channel}"
-    return f"{str(settings.COACHGATE['PUBLIC_URL']).rstrip('/')}/sessions/"
+    return f"{conf().PUBLIC_URL}/sessions/"
 
 
 def _session_context(run: _Run) -> dict[str, Any]:

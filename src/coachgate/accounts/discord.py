@@ -33,6 +33,7 @@ from coachgate.integrations.discord.client import (
     RetryLater,
 )
 from coachgate.kit import crypto
+from coachgate.kit.config import conf
 from coachgate.kit.errors import (
     DiscordActionNeeded,
     DiscordNotConfigured,
@@ -70,10 +71,6 @@ class GuildSettings:
     archive_category_id: str = ""
 
 
-def _env() -> dict[str, Any]:
-    return dict(getattr(settings, "COACHGATE", {}))
-
-
 def _stored_config() -> DiscordGuildConfig | None:
     return DiscordGuildConfig.objects.filter(pk=DiscordGuildConfig.SINGLETON_PK).first()
 
@@ -81,7 +78,7 @@ def _stored_config() -> DiscordGuildConfig | None:
 def api_url() -> str:
     """The Discord REST base (``https://discord.com/api/v10`` or an emulator's)."""
     row = _stored_config()
-    url = (row.api_url if row and row.api_url else "") or _env().get("DISCORD_API_URL", "")
+    url = (row.api_url if row and row.api_url else "") or conf().DISCORD_API_URL
     return (url or "https://discord.com/api/v10").rstrip("/")
 
 
@@ -96,9 +93,9 @@ def guild_settings() -> GuildSettings | None:
 
     The admin-saved row wins field by field; the environment fills blanks.
     """
-    env = _env()
+    env = conf()
     row = _stored_config()
-    guild_id = (row.guild_id if row else "") or str(env.get("DISCORD_GUILD_ID", "") or "")
+    guild_id = (row.guild_id if row else "") or env.DISCORD_GUILD_ID
     token = ""
     if row and row.bot_token:
         try:
@@ -107,7 +104,7 @@ def guild_settings() -> GuildSettings | None:
             # A changed encryption key: say so loudly, then fall back to the environment
             # rather than calling Discord with garbage.
             log.error("stored Discord bot token cannot be decrypted; set it again in the admin")
-    token = token or str(env.get("DISCORD_BOT_TOKEN", "") or "")
+    token = token or env.DISCORD_BOT_TOKEN
     if not guild_id or not token:
         return None
     return GuildSettings(
@@ -167,14 +164,14 @@ def describe_guild_config(actor: User | None = None) -> GuildConfigView:
     _require_admin(actor)
     row = _stored_config()
     gs = guild_settings()
-    env = _env()
+    env = conf()
     stored_token = bool(row and row.bot_token)
     return GuildConfigView(
-        guild_id=(row.guild_id if row else "") or str(env.get("DISCORD_GUILD_ID", "") or ""),
+        guild_id=(row.guild_id if row else "") or env.DISCORD_GUILD_ID,
         api_url=api_url(),
         category_id=row.category_id if row else "",
         archive_category_id=row.archive_category_id if row else "",
-        bot_token_set=stored_token or bool(env.get("DISCORD_BOT_TOKEN")),
+        bot_token_set=stored_token or bool(env.DISCORD_BOT_TOKEN),
         configured=gs is not None,
         updated_at=row.updated_at if row else None,
     )

@@ -154,7 +154,7 @@ class DiscordLink(models.Model):
 class DiscordGuildConfig(models.Model):
     """The admin-configured Discord guild: one row at most (pk is always 1).
 
-    Blank fields fall back to the environment (settings.COACHGATE DISCORD_*).
+    Blank fields fall back to the environment (COACHGATE_DISCORD_*, coachgate.kit.config).
     """
 
     SINGLETON_PK = 1

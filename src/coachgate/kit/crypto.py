@@ -9,13 +9,14 @@ key first in COACHGATE_ENCRYPTION_KEY and the old one in COACHGATE_ENCRYPTION_KE
 from __future__ import annotations
 
 import base64
-import os
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+
+from coachgate.kit.config import conf
 
 
 class SecretUnreadable(Exception):
@@ -37,8 +38,8 @@ def _fernet(primary: str, old: str, secret_key: str) -> MultiFernet:
 
 
 def _current() -> MultiFernet:
-    return _fernet(settings.COACHGATE.get("ENCRYPTION_KEY", ""),
-                   os.environ.get("COACHGATE_ENCRYPTION_KEY_OLD", ""), settings.SECRET_KEY)
+    cfg = conf()
+    return _fernet(cfg.ENCRYPTION_KEY, cfg.ENCRYPTION_KEY_OLD, settings.SECRET_KEY)
 
 
 def encrypt(plaintext: str) -> str:

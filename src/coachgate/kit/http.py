@@ -13,8 +13,9 @@ import ipaddress
 from collections.abc import Iterator
 from typing import Any
 
-from django.conf import settings
 from django.http import HttpRequest
+
+from coachgate.kit.config import conf
 
 # Headers a reverse proxy adds. A request that carries one came through a proxy.
 FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
@@ -33,7 +34,7 @@ def _clean(address: str) -> str | None:
 
 
 def trusted_proxy() -> str:
-    return str(settings.COACHGATE.get("TRUSTED_PROXY", "") or "")
+    return conf().TRUSTED_PROXY.strip()
 
 
 def from_trusted_proxy(request: HttpRequest) -> bool:
@@ -54,7 +55,7 @@ def client_ip(request: HttpRequest) -> str:
     remote = str(request.META.get("REMOTE_ADDR", ""))
     if from_trusted_proxy(request):
         hops = [h for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
-        count = max(1, int(str(settings.COACHGATE.get("TRUSTED_PROXY_COUNT", 1) or 1)))
+        count = conf().TRUSTED_PROXY_COUNT
         if hops:
             hop = _clean(hops[-count] if len(hops) >= count else hops[0])
             if hop:

@@ -22,6 +22,8 @@ from functools import cache
 
 import iso4217
 
+from coachgate.kit.config import conf
+
 # Units of account that ISO lists with minor digits, and without the fund flag, yet that
 # nobody pays a coaching session in: the Arab Monetary Fund's accounting dinar and
 # Uruguay's wage-indexed unit.
@@ -116,9 +118,8 @@ STRIPE_UNITS: dict[str, GatewayUnit] = {
 
 def configured_gateway() -> str:
     """The platform's payment gateway (COACHGATE["PAYMENT_GATEWAY"], default offline)."""
-    from django.conf import settings
 
-    return str(settings.COACHGATE.get("PAYMENT_GATEWAY", "offline"))
+    return conf().PAYMENT_GATEWAY
 
 
 def gateway_unit(currency: str, gateway: str | None = None) -> GatewayUnit | None:

@@ -36,6 +36,7 @@ from django.utils import timezone
 from coachgate.accounts import discord as accounts_discord
 from coachgate.accounts.models import Role, User
 from coachgate.integrations.discord.client import ActionRequired, RetryLater
+from coachgate.kit.config import conf
 from coachgate.kit.metrics import NOTIFICATIONS
 
 from . import rules
@@ -87,7 +88,7 @@ def template_exists(template: str) -> bool:
 def render(template: str, context: dict[str, Any], user: User) -> Rendered:
     """Render a notification for ``user``: times in their zone, their name filled in."""
     data = {
-        "public_url": str(settings.COACHGATE.get("PUBLIC_URL", "")).rstrip("/"),
+        "public_url": conf().PUBLIC_URL,
         **context,
         "recipient_name": user.display_name or user.email.split("@")[0] or "there",
         "recipient_timezone": user.timezone,

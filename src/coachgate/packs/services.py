@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Model, QuerySet
 
@@ -40,6 +39,7 @@ from coachgate.billing.rules import pack_session_values
 from coachgate.catalog.models import CoachProfile, Offer
 from coachgate.catalog.services import coach_profile_of
 from coachgate.kit import clock, due, idempotency, metrics, money
+from coachgate.kit.config import conf
 from coachgate.kit.errors import (
     Conflict,
     Forbidden,
@@ -89,11 +89,10 @@ def _lock(qs: QuerySet[M]) -> QuerySet[M]:
 
 
 def pack_times() -> rules.PackTimes:
-    c = settings.COACHGATE
-    return rules.PackTimes(
-        valid=timedelta(days=int(str(c.get("PACK_VALID_DAYS", 90)))),
-        grace=timedelta(hours=int(str(c.get("PACK_GRACE_HOURS", 72)))),
-        final_warning=timedelta(hours=int(str(c.get("PACK_FINAL_WARNING_HOURS", 12)))))
+    c = conf()
+    return rules.PackTimes(valid=timedelta(days=c.PACK_VALID_DAYS),
+                           grace=timedelta(hours=c.PACK_GRACE_HOURS),
+                           final_warning=timedelta(hours=c.PACK_FINAL_WARNING_HOURS))
 
 
 def _wake_on_commit(at: datetime | None) -> None:
@@ -107,7 +106,7 @@ def _count(kind: str) -> None:
 
 
 def _public_url() -> str:
-    return str(settings.COACHGATE.get("PUBLIC_URL", "")).rstrip("/")
+    return conf().PUBLIC_URL
 
 
 def _pack_context(pack: Pack) -> dict[str, Any]:

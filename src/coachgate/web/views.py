@@ -7,7 +7,6 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
@@ -19,6 +18,7 @@ from django.views.decorators.http import require_POST
 from coachgate.accounts.models import User
 from coachgate.catalog import services as catalog
 from coachgate.kit import clock
+from coachgate.kit.config import conf
 from coachgate.kit.errors import CoachgateError
 from coachgate.kit.money import format_amount
 from coachgate.scheduling import services as scheduling
@@ -44,7 +44,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-    token = str(settings.COACHGATE.get("METRICS_TOKEN", "") or "")
+    token = conf().METRICS_TOKEN
     sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     # Behind a reverse proxy on the same machine every request arrives from loopback: the
     # client address and "local" are decided in one place (kit.http, with the trusted proxy).

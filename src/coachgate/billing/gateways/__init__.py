@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from django.conf import settings
+from coachgate.kit.config import conf
 
 from .base import PaymentGateway
 
 
 def get_gateway(name: str | None = None) -> PaymentGateway:
     """The configured gateway (COACHGATE["PAYMENT_GATEWAY"]), or the one named."""
-    name = name or str(settings.COACHGATE.get("PAYMENT_GATEWAY", "offline"))
+    name = name or conf().PAYMENT_GATEWAY
     if name == "stripe":
         from .stripe import StripeGateway
 

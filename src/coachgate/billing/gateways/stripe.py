@@ -64,10 +64,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import stripe
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from coachgate.kit import money
+from coachgate.kit.config import conf
 
 from .base import (
     AmountNotChargeable,
@@ -140,17 +140,12 @@ class StripeGateway:
 
     @classmethod
     def from_settings(cls) -> StripeGateway:
-        """The gateway configured in ``settings.COACHGATE`` (``STRIPE_SECRET_KEY``,
+        """The gateway configured in coachgate.kit.config (``STRIPE_SECRET_KEY``,
         ``STRIPE_WEBHOOK_SECRET``, ``STRIPE_API_BASE``; optional ``STRIPE_TIMEOUT`` and
         ``STRIPE_MAX_NETWORK_RETRIES``). Gateways are reused per configuration."""
-        conf = settings.COACHGATE
-        return _cached_gateway(
-            str(conf.get("STRIPE_SECRET_KEY", "")),
-            str(conf.get("STRIPE_WEBHOOK_SECRET", "")),
-            str(conf.get("STRIPE_API_BASE", "")),
-            float(str(conf.get("STRIPE_TIMEOUT", DEFAULT_TIMEOUT))),
-            int(str(conf.get("STRIPE_MAX_NETWORK_RETRIES", DEFAULT_MAX_NETWORK_RETRIES))),
-        )
+        c = conf()
+        return _cached_gateway(c.STRIPE_SECRET_KEY, c.STRIPE_WEBHOOK_SECRET, c.STRIPE_API_BASE,
+                               c.STRIPE_TIMEOUT, c.STRIPE_MAX_NETWORK_RETRIES)
 
     def __repr__(self) -> str:
         mode = "live" if self.livemode else "test"
