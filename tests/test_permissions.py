@@ -10,7 +10,8 @@ import time_machine
 
 from coachgate.accounts import services as accounts
 from coachgate.scheduling import services as scheduling
-from tests.conftest import MONDAY, Api, make_admin, make_coach, make_offer, make_student, token_for
+from tests.clients import Api
+from tests.factories import MONDAY, make_admin, make_coach, make_offer, make_student, token_for
 
 ROLES = ("anon", "student", "stranger", "coach", "other_coach", "admin")
 NINE = MONDAY.replace(hour=9)
