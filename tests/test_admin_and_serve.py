@@ -15,7 +15,7 @@ from coachgate.accounts import services as accounts
 from coachgate.accounts.models import CoachApplication
 from coachgate.scheduling import services as scheduling
 from tests.admin_html import table_rows
-from tests.conftest import MONDAY, make_student
+from tests.factories import MONDAY, make_student
 
 
 def test_admin_approves_applications_with_the_action(client, admin):
@@ -100,7 +100,7 @@ def test_coachgate_serve_migrates_and_answers(db, tmp_path):
 def test_api_csrf_applies_only_to_browser_sessions(db, offer, student):
     from django.test import Client
 
-    from tests.conftest import token_for
+    from tests.factories import token_for
 
     body = {"offer_id": offer.pk, "start": "2031-03-03T09:00:00Z"}
     anonymous = Client(enforce_csrf_checks=True)

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.core import NOT_SET
 
 from coachgate.scheduling import services as scheduling
-from tests.conftest import MONDAY, make_admin, make_coach, make_offer, make_student, token_for
+from tests.factories import MONDAY, make_admin, make_coach, make_offer, make_student, token_for
 
 # pytest-django has configured Django by now; the document needs no database.
 schema = schemathesis.openapi.from_dict(json.loads(Client().get("/api/v1/openapi.json").content))

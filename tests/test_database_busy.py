@@ -22,7 +22,8 @@ from django.test import Client
 from coachgate.kit import clock
 from coachgate.kit.errors import DatabaseBusy
 from coachgate.scheduling.models import Booking
-from tests.conftest import Api, token_for
+from tests.clients import Api
+from tests.factories import token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

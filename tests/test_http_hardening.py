@@ -16,7 +16,8 @@ from pydantic import BaseModel, Strict
 from coachgate.api import api as ninja_api
 from coachgate.catalog.models import Offer
 from coachgate.scheduling.models import Session
-from tests.conftest import MONDAY, Api, token_for
+from tests.clients import Api
+from tests.factories import MONDAY, token_for
 
 NINE = MONDAY.replace(hour=9)
 

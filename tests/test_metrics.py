@@ -17,8 +17,8 @@ from coachgate.access.rules import Phase
 from coachgate.accounts.models import User
 from coachgate.integrations.discord.emulator import DiscordEmulator
 from coachgate.scheduling import services as scheduling
-from tests.access.conftest import DiscordEnv
-from tests.conftest import MONDAY, make_coach, make_offer, make_student
+from tests.clients import DiscordEnv
+from tests.factories import MONDAY, make_coach, make_offer, make_student
 
 START = MONDAY + timedelta(hours=10)
 H = timedelta(hours=1)

@@ -10,7 +10,8 @@ import time_machine
 
 from coachgate.accounts import services as accounts
 from coachgate.scheduling import services as scheduling
-from tests.conftest import MONDAY, Api, make_admin, make_coach, make_offer, make_student, token_for
+from tests.clients import Api
+from tests.factories import MONDAY, make_admin, make_coach, make_offer, make_student, token_for
 
 ROLES = ("anon", "student", "stranger", "coach", "other_coach", "admin")
 NINE = MONDAY.replace(hour=9)
@@ -93,6 +94,8 @@ TABLE = [
     # The sweep trigger takes the cron secret, never a user's token.
     ("POST", "/system/sweep", {}, (401, 401, 401, 401, 401, 401)),
     ("GET", "/me/discord", None, (401, 200, 200, 200, 200, 200)),
+    # Nobody here has linked Discord: there is nothing to join, the answer is the state.
+    ("POST", "/me/discord/join", {}, (401, 200, 200, 200, 200, 200)),
     ("DELETE", "/me/discord", None, (401, 204, 204, 204, 204, 204)),
     ("GET", "/admin/discord", None, (401, 403, 403, 403, 403, 200)),
     ("PUT", "/admin/discord", {"guild_id": "123"}, (401, 403, 403, 403, 403, 200)),
@@ -168,3 +171,253 @@ def test_bad_or_revoked_tokens_are_401(world, now):
     r = Api("cg_not-a-real-token").get("/offers")  # public, but a bad token is still an error
     assert (r.status_code, r.json_body["code"]) == (401, "unauthenticated")
     assert apis["student"].delete(f"/me/tokens/{ids['token']}").status_code == 204
+
+
+# --- Pages (Django views outside the JSON API) -------------------------------------------
+# Each expected answer is a status, or where the page redirects to (302) with the level of
+# the message it leaves and, after " | ", words that message must contain: a page action
+# answers a refused action with an error message on the sessions page (never with another
+# user's data), and the words tell a permission refusal from a time rule, as the API's
+# 403 and 409 do. Every page is listed with GET and POST: the read-only pages take GET (and
+# HEAD) only, the actions POST only (405 otherwise); an anonymous visitor to a page that
+# needs an account is sent to the login page first, whatever the method.
+
+
+def login(path: str) -> str:
+    return f"/accounts/login/?next={path}"
+
+
+SESSIONS_OK = "/sessions/ success"
+NO_SUCH_SESSION = "/sessions/ error | No such session."
+COACH_ONLY = "/sessions/ error | Only the session's coach"
+STUDENT_ONLY = "/sessions/ error | Only a student of this session"
+TOO_EARLY = "/sessions/ error | once the no-show wait has passed"
+NOT_STARTED = "/sessions/ error | cannot be completed before it starts"
+UNKNOWN_ACTION = "/sessions/ error | Unknown action."
+NOT_A_STUDENT = "/offers/{offer}/ error | Only student accounts book"
+ALL_405, ALL_200, ALL_404 = (405,) * 6, (200,) * 6, (404,) * 6
+WEB_TABLE = [
+    ("GET", "/", {}, ALL_200),
+    ("POST", "/", {}, ALL_405),
+    ("GET", "/healthz", {}, ALL_200),
+    ("POST", "/healthz", {}, ALL_405),
+    # The test client's address is loopback: metrics are for the machine itself (the token
+    # and admin rules for other addresses are tests/test_metrics.py's).
+    ("GET", "/metrics", {}, ALL_200),
+    ("POST", "/metrics", {}, ALL_405),
+    ("GET", "/coaches/{coach_id}/", {}, ALL_200),
+    ("GET", "/coaches/999999/", {}, ALL_404),
+    ("POST", "/coaches/{coach_id}/", {}, ALL_405),
+    ("GET", "/offers/{offer}/", {}, ALL_200),
+    # A draft is its coach's and the admins' only: a 404 page for everyone else.
+    ("GET", "/offers/{draft}/", {}, (404, 404, 404, 200, 404, 200)),
+    ("GET", "/offers/999999/", {}, ALL_404),
+    ("POST", "/offers/{offer}/", {}, ALL_405),
+    ("GET", "/offers/{offer}/book", {}, (login("/offers/{offer}/book"),) + (405,) * 5),
+    # Any student may book a free slot; coaches and admins are told only students book.
+    ("POST", "/offers/{offer}/book", {"start": SLOT},
+     (login("/offers/{offer}/book"), SESSIONS_OK, SESSIONS_OK, NOT_A_STUDENT, NOT_A_STUDENT,
+      NOT_A_STUDENT)),
+    ("GET", "/sessions/", {}, (login("/sessions/"),) + (200,) * 5),
+    ("POST", "/sessions/", {}, (login("/sessions/"),) + (405,) * 5),
+    ("GET", "/sessions/{session}/cancel", {},
+     (login("/sessions/{session}/cancel"),) + (405,) * 5),
+    ("POST", "/sessions/{session}/cancel", {},
+     (login("/sessions/{session}/cancel"), SESSIONS_OK, NO_SUCH_SESSION, SESSIONS_OK,
+      NO_SUCH_SESSION, SESSIONS_OK)),
+    ("GET", "/sessions/{session}/no-show", {},
+     (login("/sessions/{session}/no-show"),) + (405,) * 5),
+    # Before the session: its coach meets the time rule, everyone else the permission one.
+    ("POST", "/sessions/{session}/no-show", {},
+     (login("/sessions/{session}/no-show"), COACH_ONLY, NO_SUCH_SESSION, TOO_EARLY,
+      NO_SUCH_SESSION, COACH_ONLY)),
+    ("POST", "/sessions/{session}/coach-no-show", {},
+     (login("/sessions/{session}/coach-no-show"), TOO_EARLY, NO_SUCH_SESSION, STUDENT_ONLY,
+      NO_SUCH_SESSION, STUDENT_ONLY)),
+    ("POST", "/sessions/{session}/complete", {},
+     (login("/sessions/{session}/complete"), COACH_ONLY, NO_SUCH_SESSION, NOT_STARTED,
+      NO_SUCH_SESSION, NOT_STARTED)),
+    ("POST", "/sessions/{session}/dance", {},
+     (login("/sessions/{session}/dance"),) + (UNKNOWN_ACTION,) * 5),
+    ("GET", "/discord/join", {}, (login("/discord/join"),) + (405,) * 5),
+    # Nobody here has linked Discord: the button says so instead of redirecting in silence.
+    ("POST", "/discord/join", {},
+     (login("/discord/join"),) + ("/sessions/ error | Connect your Discord account",) * 5),
+    # django-ninja's own pages beside the API: Swagger UI, the schema (its GET is in
+    # TABLE) and the API root (a 404 whose only purpose is to give the API its URL).
+    ("GET", "/api/v1/docs", {}, ALL_200),
+    ("POST", "/api/v1/docs", {}, ALL_405),
+    ("POST", "/api/v1/openapi.json", {}, ALL_405),
+    ("GET", "/api/v1/", {}, ALL_404),
+    ("POST", "/api/v1/", {}, ALL_404),
+]
+WEB_CASES = [(m, p, b, role, codes[i]) for m, p, b, codes in WEB_TABLE
+             for i, role in enumerate(ROLES)]
+
+
+@pytest.fixture
+def browsers(world):
+    from django.test import Client
+
+    from coachgate.accounts.models import User
+
+    emails = {"student": "student@test.example", "stranger": "stranger@test.example",
+              "coach": "coach@test.example", "other_coach": "other@test.example",
+              "admin": "admin@test.example"}
+    clients = {"anon": Client()}
+    for role, email in emails.items():
+        clients[role] = Client()
+        clients[role].force_login(User.objects.get(email=email))
+    return clients, world[1]
+
+
+@pytest.mark.parametrize(("method", "path", "data", "role", "expected"), WEB_CASES,
+                         ids=[f"{m} {p} as {r}" for m, p, _, r, _ in WEB_CASES])
+def test_page_permissions(browsers, now, method, path, data, role, expected):
+    from django.contrib.messages import get_messages
+
+    clients, ids = browsers
+    client = clients[role]
+    client.raise_request_exception = False  # a view that raises must show here as a 500
+    with time_machine.travel(now, tick=False):
+        r = getattr(client, method.lower())(_fill(path, ids), _fill(data, ids))
+    if r.status_code != 302:
+        assert r.status_code == _fill(expected, ids), (r.status_code, r.content[:300])
+        return
+    expected = _fill(expected, ids)
+    assert isinstance(expected, str), (r.status_code, r.url)
+    where, _, words = expected.partition(" | ")
+    sent = list(get_messages(r.wsgi_request))
+    assert f"{r.url} {' '.join(sorted({m.level_tag for m in sent}))}".strip() == where, (
+        r.url, [(m.level_tag, m.message) for m in sent])
+    assert all(words in m.message for m in sent), [m.message for m in sent]
+
+
+def test_the_sessions_page_lists_only_what_each_role_may_see(browsers, now):
+    clients, ids = browsers
+    cancel = f'action="/sessions/{ids["session"]}/cancel"'
+    with time_machine.travel(now, tick=False):
+        pages = {role: c.get("/sessions/").content.decode() for role, c in clients.items()
+                 if role != "anon"}
+    for role in ("student", "coach", "admin"):
+        assert cancel in pages[role] and "No sessions yet." not in pages[role], role
+    for role in ("stranger", "other_coach"):
+        assert cancel not in pages[role] and "No sessions yet." in pages[role], role
+
+
+# --- Completeness: every route of the URL conf is in a table above --------------------
+# Whole URL trees that are not ours to tabulate, and why.
+EXEMPT_TREES = {
+    # Django's admin: every view sits behind AdminSite.admin_view (staff only), tested in
+    # tests/test_admin_and_serve.py (non-staff are sent to the login page).
+    "admin/": "Django admin, staff only through AdminSite.admin_view",
+    # django-allauth's login, signup, password and social-account flows: public by design
+    # (that is where one logs in); the Discord connect flow is tests/accounts' business.
+    "accounts/": "django-allauth's login and account-linking flows",
+}
+# Methods every Django view (not a ninja operation) must be tabulated with: what a browser
+# sends. A ninja operation is tabulated with each method it declares.
+PAGE_METHODS = ("GET", "POST")
+
+
+def _url_conf_routes():
+    """(method, route) for every route: ninja operations with their declared methods,
+    other views with PAGE_METHODS. route is Django's pattern, e.g. 'api/v1/me/tokens/<token_id>'."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+    from ninja.operation import PathView
+
+    def walk(patterns, prefix):
+        for p in patterns:
+            route = prefix + str(p.pattern)
+            if isinstance(p, URLResolver):
+                if route not in EXEMPT_TREES:
+                    yield from walk(p.url_patterns, route)
+                continue
+            assert isinstance(p, URLPattern)
+            # A ninja route's view closes over its PathView, which holds its operations.
+            views = [c.cell_contents for c in (getattr(p.callback, "__closure__", None) or ())
+                     if isinstance(c.cell_contents, PathView)]
+            methods = ({m for v in views for op in v.operations for m in op.methods}
+                       if views else set(PAGE_METHODS))
+            for method in methods:
+                yield method, route
+
+    return set(walk(get_resolver().url_patterns, ""))
+
+
+def _tabulated_routes():
+    from django.urls import resolve
+
+    def route_of(path):
+        path = path.partition("?")[0]
+        for key in ("token", "app", "override", "offer", "draft", "session", "coach_id"):
+            path = path.replace("{" + key + "}", "1")
+        return resolve(path).route
+
+    return ({(m, route_of("/api/v1" + p)) for m, p, _, _ in TABLE}
+            | {(m, route_of(p)) for m, p, _, _ in WEB_TABLE})
+
+
+def _untabulated() -> tuple[list[tuple[str, str]], set[tuple[str, str]]]:
+    """(routes of the URL conf with no row, rows that match no declared route)."""
+    routes, tabulated = _url_conf_routes(), _tabulated_routes()
+    assert routes, "the URL conf walk found nothing"
+    return sorted(routes - tabulated, key=lambda r: (r[1], r[0])), tabulated - routes
+
+
+def test_every_route_is_in_the_permission_tables():
+    missing, stray = _untabulated()
+    assert not missing, f"routes with no row in TABLE or WEB_TABLE: {missing}"
+    assert not stray, f"table rows that match no declared method of a route: {stray}"
+
+
+def _extra_api():
+    from ninja import NinjaAPI
+
+    extra = NinjaAPI(urls_namespace="permissions-test-extra", docs_url=None, openapi_url=None)
+
+    @extra.get("/reports")
+    def reports(request):  # pragma: no cover - never called, only routed
+        return []
+
+    return extra
+
+
+def test_a_route_added_without_a_row_fails_the_completeness_check(settings):
+    """The check is not vacuous: a URL conf with one more page and one more API operation
+    (each with no row) reports exactly those, with the page under both methods and the
+    operation under the one method it declares."""
+    import sys
+    import types
+
+    from django.http import HttpResponse
+    from django.urls import path
+
+    import coachgate.urls
+
+    conf = types.ModuleType("tests._urls_with_extra_routes")
+    conf.urlpatterns = [*coachgate.urls.urlpatterns,
+                        path("reports/<int:year>", lambda request, year: HttpResponse()),
+                        path("api/extra/", _extra_api().urls)]
+    sys.modules[conf.__name__] = conf
+    try:
+        settings.ROOT_URLCONF = conf.__name__
+        missing, stray = _untabulated()
+    finally:
+        del sys.modules[conf.__name__]
+    # The second API's root (a plain view, like /api/v1/'s) and its one GET operation.
+    assert missing == [("GET", "api/extra/"), ("POST", "api/extra/"),
+                       ("GET", "api/extra/reports"), ("GET", "reports/<int:year>"),
+                       ("POST", "reports/<int:year>")]
+    assert not stray
+
+
+def test_the_completeness_check_sees_the_api_and_the_pages():
+    """The walk reaches into the ninja API (per method) and the page URLs: a route added
+    anywhere but the exempt trees shows up."""
+    routes = _url_conf_routes()
+    assert ("POST", "api/v1/me/discord/join") in routes
+    assert {("GET", "api/v1/me/discord"), ("DELETE", "api/v1/me/discord")} <= routes
+    assert ("PATCH", "api/v1/me/discord") not in routes  # a method the route does not take
+    assert ("POST", "sessions/<int:session_id>/<slug:action>") in routes
+    assert not any(route.startswith(tuple(EXEMPT_TREES)) for _, route in routes)

@@ -23,7 +23,7 @@ import pytest
 from django.test import Client
 
 from coachgate.scheduling import services as scheduling
-from tests.conftest import MONDAY
+from tests.factories import MONDAY
 
 
 def strong_key() -> str:

@@ -21,7 +21,7 @@ from django.db import connection
 from django.test import Client, RequestFactory
 
 from coachgate.kit.http import client_ip, is_local
-from tests.conftest import make_student
+from tests.factories import make_student
 
 PROXY = "127.0.0.1"
 ALICE, BOB = "198.51.100.7", "198.51.100.8"

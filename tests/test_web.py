@@ -5,7 +5,7 @@ from __future__ import annotations
 import time_machine
 
 from coachgate.scheduling.models import Booking
-from tests.conftest import MONDAY
+from tests.factories import MONDAY
 
 
 def test_browse_offer_book_and_cancel_in_the_browser(client, offer, student, now):
@@ -61,7 +61,7 @@ def test_join_button_opens_with_the_window(client, coach, student, now, discord)
 
     from coachgate.access import services as access
     from coachgate.scheduling import services as scheduling
-    from tests.conftest import make_offer
+    from tests.factories import make_offer
 
     discord.link(coach, now=now)
     discord.link(student, now=now)

@@ -6,6 +6,7 @@ import logging
 
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.http import require_safe
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 
@@ -28,6 +29,7 @@ api = NinjaAPI(
         "POST /api/v1/me/tokens). Errors are JSON objects with a stable `code`."
     ),
     urls_namespace="api-v1",
+    docs_decorator=require_safe,  # Swagger UI and the schema are read-only: GET/HEAD, else 405
 )
 api.add_router("/", accounts_router)
 api.add_router("/", catalog_router)

@@ -1,5 +1,6 @@
-"""Access tests use the root conftest's Discord fixtures (shared with tests/e2e)."""
+"""Access tests use the root conftest's Discord fixtures (shared with tests/e2e); DiscordEnv
+is tests.clients', still importable from here for branches merged later."""
 
-from tests.conftest import DiscordEnv
+from tests.clients import DiscordEnv
 
 __all__ = ["DiscordEnv"]

@@ -15,8 +15,8 @@ from coachgate.access.rules import Phase
 from coachgate.accounts.models import User
 from coachgate.scheduling import services as scheduling
 from coachgate.scheduling.models import Session
-from tests.access.conftest import DiscordEnv
-from tests.conftest import MONDAY, Api, make_coach, make_offer, make_student, token_for
+from tests.clients import Api, DiscordEnv
+from tests.factories import MONDAY, make_coach, make_offer, make_student, token_for
 
 START = MONDAY + timedelta(hours=10)  # a 60-minute session: 10:00–11:00 UTC
 END = START + timedelta(hours=1)

@@ -11,8 +11,8 @@ from coachgate.access import services
 from coachgate.access.models import DiscordCall, SessionAccess
 from coachgate.access.rules import Phase
 from coachgate.scheduling import services as scheduling
-from tests.access.conftest import DiscordEnv
-from tests.conftest import MONDAY, make_coach, make_offer, make_student
+from tests.clients import DiscordEnv
+from tests.factories import MONDAY, make_coach, make_offer, make_student
 
 START = MONDAY + timedelta(hours=10)
 H = timedelta(hours=1)

@@ -27,8 +27,8 @@ from coachgate.notify.models import Notification, Status
 from coachgate.notify.rules import LOST_AFTER
 from coachgate.scheduling import services as scheduling
 from coachgate.scheduling.models import Session
-from tests.access.conftest import DiscordEnv
-from tests.conftest import MONDAY, Api, make_coach, make_offer, make_student, token_for
+from tests.clients import Api, DiscordEnv
+from tests.factories import MONDAY, make_coach, make_offer, make_student, token_for
 
 START = MONDAY + timedelta(hours=10)
 H = timedelta(hours=1)

@@ -20,9 +20,9 @@ from coachgate.accounts.models import User
 from coachgate.integrations.discord import permissions as perms
 from coachgate.scheduling import services as scheduling
 from coachgate.scheduling.models import Session
-from tests.access.conftest import DiscordEnv
 from tests.admin_html import form_fields, table_rows
-from tests.conftest import MONDAY, make_coach, make_offer, make_student
+from tests.clients import DiscordEnv
+from tests.factories import MONDAY, make_coach, make_offer, make_student
 
 START = MONDAY + timedelta(hours=10)
 H = timedelta(hours=1)

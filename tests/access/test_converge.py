@@ -15,8 +15,8 @@ from coachgate.integrations.discord import permissions as perms
 from coachgate.kit.errors import DiscordRequired, GuildFull
 from coachgate.scheduling import services as scheduling
 from coachgate.scheduling.models import Session
-from tests.access.conftest import DiscordEnv
-from tests.conftest import MONDAY, make_coach, make_offer, make_student
+from tests.clients import DiscordEnv
+from tests.factories import MONDAY, make_coach, make_offer, make_student
 
 START = MONDAY + timedelta(hours=10)  # 10:00 in London (GMT in March)
 H = timedelta(hours=1)

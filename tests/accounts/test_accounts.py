@@ -9,7 +9,8 @@ from coachgate.accounts import services
 from coachgate.accounts.models import ApiToken, CoachApplication, User
 from coachgate.catalog.models import CoachProfile
 from coachgate.kit.errors import Conflict, Forbidden
-from tests.conftest import Api, make_admin, make_student, token_for
+from tests.clients import Api
+from tests.factories import make_admin, make_student, token_for
 
 
 def test_application_approval_makes_an_approved_coach(db):

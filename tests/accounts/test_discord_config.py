@@ -13,7 +13,8 @@ from coachgate.accounts.models import DiscordGuildConfig, DiscordLink
 from coachgate.kit import crypto
 from coachgate.kit.errors import Forbidden, InvalidInput
 from coachgate.kit.metrics import DISCORD_CALLS
-from tests.conftest import Api, make_admin, make_student, token_for
+from tests.clients import Api
+from tests.factories import make_admin, make_student, token_for
 
 NOW = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 BOT_TOKEN = "bot-secret-token-" + "x" * 40

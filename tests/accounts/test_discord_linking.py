@@ -19,7 +19,8 @@ from coachgate.accounts.tasks import join_discord_guild
 from coachgate.integrations.discord.client import ActionRequired, DiscordClient, RetryLater
 from coachgate.integrations.discord.emulator import DiscordEmulator
 from coachgate.kit import crypto
-from tests.conftest import Api, make_student, token_for
+from tests.clients import Api
+from tests.factories import make_student, token_for
 
 CLIENT_ID, CLIENT_SECRET = "coachgate-client", "coachgate-client-secret"
 PROVIDER_CLASS = "coachgate.accounts.discord_oauth.provider.CoachgateDiscordProvider"

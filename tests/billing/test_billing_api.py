@@ -9,7 +9,8 @@ import time_machine
 
 from coachgate.billing.models import Settlement
 from coachgate.scheduling import services as scheduling
-from tests.conftest import MONDAY, Api, token_for
+from tests.clients import Api
+from tests.factories import MONDAY, token_for
 
 START = MONDAY + timedelta(hours=10)
 END = START + timedelta(hours=1)

@@ -19,7 +19,7 @@ from coachgate.catalog import services as catalog
 from coachgate.integrations.stripe.fake import StripeFake
 from coachgate.kit.errors import InvalidInput
 from coachgate.scheduling import services as scheduling
-from tests.conftest import MONDAY, make_offer
+from tests.factories import MONDAY, make_offer
 
 START = MONDAY + timedelta(hours=10)
 AUTH = START - timedelta(hours=24)
@@ -167,7 +167,8 @@ def test_the_offline_gateway_takes_any_minor_unit(coach) -> None:
 
 
 def test_the_offer_api_answers_422_naming_the_field(stripe_gateway, coach) -> None:
-    from tests.conftest import Api, token_for
+    from tests.clients import Api
+    from tests.factories import token_for
 
     api = Api(token_for(coach))
     r = api.post("/offers", offer_data(currency="KWD", price_minor=12345))

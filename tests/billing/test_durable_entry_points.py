@@ -15,7 +15,7 @@ from django.db import transaction
 from coachgate.billing import services
 from coachgate.billing.models import Payment
 from coachgate.scheduling import services as scheduling
-from tests.conftest import MONDAY, coach_profile
+from tests.factories import MONDAY, coach_profile
 
 START = MONDAY + timedelta(hours=10)
 NESTED = "durable atomic block cannot be nested"

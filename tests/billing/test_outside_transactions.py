@@ -27,7 +27,7 @@ from coachgate.billing.models import BillingProfile, JournalEntry, Payment, Paym
 from coachgate.integrations.stripe.fake import StripeFake
 from coachgate.packs import services as packs
 from coachgate.scheduling import services as scheduling
-from tests.conftest import MONDAY
+from tests.factories import MONDAY
 from tests.gateway_guard import GatewayCalledInTransaction
 from tests.packs.helpers import make_pack_offer, slot
 

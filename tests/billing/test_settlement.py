@@ -33,7 +33,7 @@ from coachgate.kit.errors import (
 from coachgate.notify.models import Notification
 from coachgate.scheduling import services as scheduling
 from coachgate.scheduling.models import Session
-from tests.conftest import MONDAY, make_coach, make_offer, make_student
+from tests.factories import MONDAY, make_coach, make_offer, make_student
 
 START = MONDAY + timedelta(hours=10)  # 10:00 London = 10:00 UTC in early March
 END = START + timedelta(hours=1)

@@ -24,7 +24,7 @@ from coachgate.integrations.stripe.fake import StripeFake
 from coachgate.kit.errors import PaymentMethodRequired
 from coachgate.notify.models import Notification
 from coachgate.scheduling import services as scheduling
-from tests.conftest import MONDAY
+from tests.factories import MONDAY
 
 START = MONDAY + timedelta(hours=10)
 END = START + timedelta(hours=1)

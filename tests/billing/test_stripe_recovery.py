@@ -17,7 +17,7 @@ from coachgate.billing import services
 from coachgate.billing.models import Payment, PaymentStatus
 from coachgate.integrations.stripe.fake import StripeFake
 from coachgate.scheduling import services as scheduling
-from tests.conftest import MONDAY
+from tests.factories import MONDAY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,7 +7,8 @@ import pytest
 from coachgate.catalog import rules, services
 from coachgate.kit.errors import InvalidInput
 from coachgate.kit.money import format_amount, minor_digits
-from tests.conftest import Api, make_coach, make_offer, token_for
+from tests.clients import Api
+from tests.factories import make_coach, make_offer, token_for
 
 
 def test_offer_lifecycle_draft_published_archived(coach):

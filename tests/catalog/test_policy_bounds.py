@@ -20,7 +20,8 @@ from coachgate.catalog import rules, services
 from coachgate.catalog.models import Offer
 from coachgate.kit.errors import InvalidInput
 from coachgate.scheduling.services import list_slots
-from tests.conftest import Api, make_offer, make_student, token_for
+from tests.clients import Api
+from tests.factories import make_offer, make_student, token_for
 
 OFFER = {"title": "T", "price_minor": 5000, "currency": "USD", "duration_minutes": 60,
          "delivery": "jitsi"}

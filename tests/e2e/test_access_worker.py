@@ -27,8 +27,8 @@ from coachgate.access.models import DiscordCall, SessionAccess
 from coachgate.kit import clock
 from coachgate.scheduling import services as scheduling
 from coachgate.scheduling.models import Session
-from tests.access.conftest import DiscordEnv
-from tests.conftest import make_coach, make_offer, make_student
+from tests.clients import DiscordEnv
+from tests.factories import make_coach, make_offer, make_student
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

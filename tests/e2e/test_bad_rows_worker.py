@@ -15,10 +15,10 @@ from coachgate.access.models import SessionAccess
 from coachgate.kit import clock
 from coachgate.notify.models import Notification, Status
 from coachgate.notify.rules import LOST_AFTER
-from tests.access.conftest import DiscordEnv
 from tests.access.test_bad_rows import corrupt
-from tests.conftest import make_coach, make_offer, make_student
+from tests.clients import DiscordEnv
 from tests.e2e.test_access_worker import POLICY, Worker, book_soon, wait_for
+from tests.factories import make_coach, make_offer, make_student
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

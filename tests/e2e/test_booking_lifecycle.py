@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import time_machine
 
 from coachgate import cli
-from tests.conftest import Api
+from tests.clients import Api
 
 
 def test_whole_booking_lifecycle_through_the_api(db, capsys):

@@ -25,7 +25,8 @@ from coachgate.catalog.models import CoachProfile
 from coachgate.packs import services as packs
 from coachgate.packs.models import Pack, Seat
 from coachgate.scheduling.models import Session
-from tests.conftest import Api, make_student, token_for
+from tests.clients import Api
+from tests.factories import make_student, token_for
 from tests.packs.helpers import (
     COMPLETE,
     FINAL_WARNING,

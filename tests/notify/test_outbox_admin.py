@@ -8,7 +8,7 @@ from django.test import Client
 
 from coachgate.notify import services
 from coachgate.notify.models import Notification, Status
-from tests.conftest import make_admin, make_student
+from tests.factories import make_admin, make_student
 
 NOW = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from coachgate.accounts import discord
 from coachgate.integrations.discord.emulator import DiscordEmulator
 from coachgate.notify import services
 from coachgate.notify.models import Notification, Status
-from tests.conftest import make_student
+from tests.factories import make_student
 
 NOW = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 OPEN = {"session_id": 3, "offer_title": "Go endgames", "starts_at": "2031-03-03T14:00:00Z",

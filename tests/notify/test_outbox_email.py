@@ -10,7 +10,7 @@ from django.db import connection
 
 from coachgate.notify import rules, services
 from coachgate.notify.models import Notification, Status
-from tests.conftest import make_student
+from tests.factories import make_student
 
 NOW = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
 BOOKED = {"session_id": 7, "offer_title": "Chess openings", "coach_name": "Magnus",

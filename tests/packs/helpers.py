@@ -9,7 +9,7 @@ from coachgate.accounts.models import User
 from coachgate.catalog.models import Offer
 from coachgate.notify.models import Channel, Notification
 from coachgate.notify.services import render
-from tests.conftest import MONDAY, make_offer
+from tests.factories import MONDAY, make_offer
 
 ONE_LEFT = "You have 1 session remaining. Renew now to continue."
 COMPLETE = "Your pack is complete. Renew within 72 hours to keep your seat."

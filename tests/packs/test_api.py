@@ -7,7 +7,8 @@ import time_machine
 
 from coachgate.catalog.models import CoachProfile
 from coachgate.packs.models import Pack
-from tests.conftest import Api, make_coach, make_offer, make_student, token_for
+from tests.clients import Api
+from tests.factories import make_coach, make_offer, make_student, token_for
 from tests.packs.helpers import make_pack_offer, slot
 
 

@@ -19,7 +19,7 @@ from coachgate.catalog.models import CoachProfile
 from coachgate.kit.errors import CoachgateError
 from coachgate.packs import services
 from coachgate.packs.models import Pack, PackUse, Seat
-from tests.conftest import MONDAY, make_admin, make_coach, make_student
+from tests.factories import MONDAY, make_admin, make_coach, make_student
 from tests.packs.helpers import make_pack_offer, slot
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]

@@ -28,7 +28,7 @@ from coachgate.kit.errors import (
 from coachgate.packs import services
 from coachgate.packs.models import Pack, PackUse, Seat, WaitlistEntry
 from coachgate.scheduling import services as scheduling
-from tests.conftest import make_offer, make_student
+from tests.factories import make_offer, make_student
 from tests.packs.helpers import (
     COMPLETE,
     FINAL_WARNING,
@@ -130,7 +130,7 @@ def test_renewal_keeps_the_same_seat_even_when_the_coach_is_full(coach, student,
 
 
 def test_buying_from_another_coach_takes_a_seat_there(student, pack_offer, now, admin):
-    from tests.conftest import make_coach
+    from tests.factories import make_coach
 
     other = make_pack_offer(make_coach("other@test.example", admin=admin))
     a = services.buy_pack(student, pack_offer.pk, now=now)

@@ -13,7 +13,7 @@ from django.db import connections
 from coachgate.kit.errors import CoachgateError
 from coachgate.scheduling import services
 from coachgate.scheduling.models import Booking, Session, SessionEvent
-from tests.conftest import MONDAY, make_admin, make_coach, make_offer, make_student
+from tests.factories import MONDAY, make_admin, make_coach, make_offer, make_student
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.concurrency]
 NINE = MONDAY.replace(hour=9)

@@ -22,7 +22,7 @@ from coachgate.kit.errors import (
 )
 from coachgate.scheduling import services
 from coachgate.scheduling.models import AvailabilityOverride, Booking, Session, SessionEvent
-from tests.conftest import MONDAY, make_coach, make_offer, make_student
+from tests.factories import MONDAY, make_coach, make_offer, make_student
 
 NINE = MONDAY.replace(hour=9)  # Europe/London is UTC in March before the DST change
 

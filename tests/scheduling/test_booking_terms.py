@@ -27,7 +27,8 @@ from coachgate.notify.services import render
 from coachgate.scheduling import services as scheduling
 from coachgate.scheduling.events import SessionEventKind
 from coachgate.scheduling.models import Booking, Session, SessionEvent
-from tests.conftest import MONDAY, Api, make_offer, make_student, token_for
+from tests.clients import Api
+from tests.factories import MONDAY, make_offer, make_student, token_for
 
 START = MONDAY + timedelta(hours=10)  # 10:00 London = 10:00 UTC in early March
 M = timedelta(minutes=1)

@@ -10,7 +10,8 @@ import pytest
 import time_machine
 
 from coachgate.scheduling.models import Booking, Session, SessionEvent
-from tests.conftest import MONDAY, Api, make_offer, make_student, token_for
+from tests.clients import Api
+from tests.factories import MONDAY, make_offer, make_student, token_for
 
 NINE = MONDAY.replace(hour=9)
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from coachgate.scheduling import services
 from coachgate.scheduling.models import AvailabilityOverride
 from coachgate.scheduling.rules import BookingRules, DateOverride, WeeklyRule, compute_slots
-from tests.conftest import MONDAY, Api, make_coach, make_offer, token_for
+from tests.clients import Api
+from tests.factories import MONDAY, make_coach, make_offer, token_for
 
 ALL_DAY = [(d, time(0), time(23, 59)) for d in range(7)]
 

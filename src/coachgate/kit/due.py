@@ -167,7 +167,9 @@ def describe(exc: BaseException) -> str:
 def backoff(attempts: int) -> timedelta:
     """The wait after the ``attempts``-th failure in a row (1, 2, …): 1 s, 2 s, 4 s … at
     most MAX_BACKOFF."""
-    return min(MAX_BACKOFF, timedelta(seconds=2 ** min(max(attempts - 1, 0), 9)))
+    # The exponent's own cap only keeps 2 ** n small; it must lie past MAX_BACKOFF (2 ** 10 s
+    # > 10 min), else the wait stops doubling short of it (2 ** 9 s = 8.5 min).
+    return min(MAX_BACKOFF, timedelta(seconds=2 ** min(max(attempts - 1, 0), 10)))
 
 
 def retry_later(model: type[Model], pk: Any, *, owner: str, now: datetime,

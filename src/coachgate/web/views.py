@@ -10,16 +10,16 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from coachgate.accounts.models import User
 from coachgate.catalog import services as catalog
 from coachgate.kit import clock
 from coachgate.kit.config import conf
-from coachgate.kit.errors import CoachgateError
+from coachgate.kit.errors import CoachgateError, NotFound
 from coachgate.kit.money import format_amount
 from coachgate.scheduling import services as scheduling
 
@@ -30,12 +30,14 @@ def _viewer(request: HttpRequest) -> User | None:
     return request.user if request.user.is_authenticated else None
 
 
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cur:
         cur.execute("SELECT 1")
     return JsonResponse({"status": "ok", "database": connection.vendor})
 
 
+@require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus metrics. Scraped from the machine itself, by an admin, or with
     `Authorization: Bearer <COACHGATE_METRICS_TOKEN>`."""
@@ -65,6 +67,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     try:
         coaches = catalog.browse_coaches(specialty=request.GET.get("specialty") or None,
@@ -75,16 +78,24 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "web/home.html", {"coaches": coaches})
 
 
+@require_safe
 def coach_page(request: HttpRequest, coach_id: int) -> HttpResponse:
-    coach = catalog.get_coach(coach_id)
+    try:
+        coach = catalog.get_coach(coach_id)
+    except NotFound as exc:  # a page's "no such thing" is a 404 page, not a 500
+        raise Http404(exc.message) from exc
     offers = catalog.visible_offers(_viewer(request)).filter(coach=coach, status="published")
     rows = [(o, format_amount(o.price_minor, o.currency)) for o in offers]
     return render(request, "web/coach.html", {"coach": coach, "offers": rows})
 
 
+@require_safe
 def offer_page(request: HttpRequest, offer_id: int) -> HttpResponse:
     viewer = _viewer(request)
-    offer = catalog.get_offer(viewer, offer_id)
+    try:
+        offer = catalog.get_offer(viewer, offer_id)  # another coach's draft: not found
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
     tz = timezone.get_current_timezone()  # the viewer's, see web.middleware
     now = clock.now()
     # Two weeks from now (or from ?from=, the "later slots" link), one bounded page.
@@ -126,6 +137,7 @@ def book(request: HttpRequest, offer_id: int) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def my_sessions(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     from coachgate.access.services import join_info
@@ -207,6 +219,8 @@ def discord_join(request: HttpRequest) -> HttpResponse:
         state = discord.join_guild(request.user, now=clock.now())  # type: ignore[arg-type]
         if state == discord.VERIFIED:
             messages.success(request, "You are in the coaching server.")
+        elif state == discord.NOT_CONNECTED:  # nothing to join with: say so, not silence
+            messages.error(request, "Connect your Discord account first.")
     except CoachgateError as exc:
         messages.error(request, exc.message)
     return redirect("sessions")
