@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from coachgate.kit.config import conf
 
 if TYPE_CHECKING:
-    from coachgate.access.worker import GateWorker
+    from coachgate.kit.worker import GateWorker
 
 
 def _setup() -> None:
@@ -107,8 +107,8 @@ def _embedded_worker(args: argparse.Namespace) -> bool:
 
 def _make_worker(*, sweep_interval: float | None, poll_interval: float | None = None,
                  sweep: bool = True, tasks: bool = True) -> GateWorker:
-    from coachgate.access.worker import GateWorker
     from coachgate.kit.due import worker_identity
+    from coachgate.kit.worker import GateWorker
 
     cfg = conf()
     return GateWorker(
@@ -146,7 +146,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     _setup()
     import json
 
-    from coachgate.access.worker import sweep_all
+    from coachgate.kit.periodic import sweep_all
 
     # Every sweep and every row on its own: a bad row is reported (its sweep's "errors"
     # and "failures", and under "failing" with its next retry), never a crash. Exits 1

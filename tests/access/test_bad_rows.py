@@ -161,7 +161,7 @@ def test_the_worker_sweep_keeps_the_outbox_and_the_other_domains_running(
         django_capture_on_commit_callbacks: Any) -> None:
     from django_tasks_db.models import DBTaskResult
 
-    from coachgate.access.worker import sweep_all
+    from coachgate.kit.periodic import sweep_all
 
     good, bad, _ = world["sessions"]
     services.converge(good.pk, now=now)

@@ -58,7 +58,7 @@ class SweepOut(Schema):
 @router.post("/system/sweep", response=SweepOut, auth=CronSecret(),
              summary="Run the sweep now (for an external cron)")
 def run_sweep(request: HttpRequest) -> dict[str, Any]:
-    from .worker import sweep_all
+    from coachgate.kit.periodic import sweep_all
 
     # Settlement, payments, packs, seats and the outbox are swept too: a cron-driven
     # deployment runs them all with this call. Each sweep and each row runs on its own.

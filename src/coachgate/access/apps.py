@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -8,3 +10,20 @@ class AccessConfig(AppConfig):
 
     def ready(self) -> None:
         from coachgate.access import receivers  # noqa: F401  (connects session events)
+        from coachgate.kit import periodic
+
+        periodic.register_sweep("access", _sweep, order=10)
+        periodic.register_timer_rows("access", _access_rows)
+
+
+def _sweep(ctx: Any) -> dict[str, Any]:
+    """Converge every session behind its gates, then repair drift in Discord."""
+    from .services import sweep
+
+    return sweep(now=ctx.now, owner=ctx.owner, limit=ctx.limit, drift=ctx.drift).as_dict()
+
+
+def _access_rows() -> Any:
+    from .models import SessionAccess
+
+    return SessionAccess

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -7,4 +9,29 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from coachgate.kit import periodic
+
         from . import receivers  # noqa: F401  (connects the session-event receivers)
+
+        periodic.register_sweep("billing", _sweep, order=30)
+        periodic.register_timer_rows("settlement", _settlement_rows)
+        periodic.register_timer_rows("payments", _payment_rows)
+
+
+def _sweep(ctx: Any) -> dict[str, Any]:
+    """Repair bookings without their billing rows, then run the due gates."""
+    from .services import sweep
+
+    return sweep(now=ctx.now, owner=ctx.owner).as_dict()
+
+
+def _settlement_rows() -> Any:
+    from .models import SessionBilling
+
+    return SessionBilling
+
+
+def _payment_rows() -> Any:
+    from .models import Payment
+
+    return Payment

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -7,4 +9,14 @@ class NotifyConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
+        from coachgate.kit import periodic
         from coachgate.notify import receivers  # noqa: F401  (connects session events)
+
+        periodic.register_sweep("notify", _sweep, order=20)
+
+
+def _sweep(ctx: Any) -> dict[str, Any]:
+    """Wake the outbox rows whose wake-up was lost; retry failed deliveries."""
+    from .services import sweep_outbox
+
+    return {"touched": sweep_outbox(now=ctx.now)}
