@@ -72,10 +72,12 @@ def child(design: str, sessions: int, coaches: int) -> None:
     from coachgate.access.models import SessionAccess
     from coachgate.accounts import services as accounts
     from coachgate.accounts.models import User
+    from coachgate.billing import services as billing
     from coachgate.catalog import services as catalog
     from coachgate.catalog.models import CoachProfile, Offer
     from coachgate.demo import link_to_emulator
     from coachgate.kit import clock
+    from coachgate.packs import services as packs
     from coachgate.scheduling.models import Booking, Session
 
     emu, guild = discord_guild()
@@ -97,6 +99,15 @@ def child(design: str, sessions: int, coaches: int) -> None:
     for user in User.objects.exclude(role="admin"):
         link_to_emulator(emu, guild, user, now=now)
     profiles = {p.pk: p for p in CoachProfile.objects.all()}
+    # A quarter of the students also hold a pack of another offer of their coach: its
+    # pack and seat gates live beside the others (they fall due in days, not in this run).
+    for i in range(0, min(sessions, len(offers)), 4):
+        pack_offer = catalog.create_offer(User.objects.get(pk=profiles[
+            offers[i].coach_id].user_id), {
+            "title": "Bench pack", "price_minor": 500, "currency": "USD",
+            "duration_minutes": 30, "delivery": "discord_voice", "pack_size": 5})
+        catalog.set_offer_status(pack_offer.coach.user, pack_offer.pk, "published")
+        packs.buy_pack(students[i], pack_offer.pk, now=clock.now())
     # One session per coach (a coach's sessions cannot overlap): each grant falls at a
     # random moment of the minute that starts 20 s from now; each session lasts 65 s.
     base = clock.now() + timedelta(seconds=20)
@@ -110,10 +121,15 @@ def child(design: str, sessions: int, coaches: int) -> None:
                             money_policy=offer.money_policy))
     with transaction.atomic():
         Session.objects.bulk_create(rows)
-        Booking.objects.bulk_create([Booking(session=s, student=students[i], booked_at=now)
-                                     for i, s in enumerate(rows)])
+        bookings = Booking.objects.bulk_create([
+            Booking(session=s, student=students[i], booked_at=now)
+            for i, s in enumerate(rows)])
         for s in rows:
             services.sync_access_row(s, now=clock.now())
+        # What a booking also has: its charge, its payment (authorised at once: the start
+        # is less than 24 h away) and its settlement gate, due with the revoke.
+        for b in bookings:
+            billing.record_booking(b.pk, now=clock.now())
     due = {s.pk: (s.starts_at, s.ends_at) for s in rows}
     print(f"{len(rows)} sessions ready; grants fall due from "
           f"{(min(d[0] for d in due.values()) - clock.now()).total_seconds():.1f}s to "
@@ -122,6 +138,7 @@ def child(design: str, sessions: int, coaches: int) -> None:
     args = [sys.executable, "-m", "coachgate.cli", "worker"]
     args += ["--sweep-only", "--sweep-interval", "60"] if design == "sweep" else [
         "--sweep-interval", "30"]
+    started = time.time()
     worker = subprocess.Popen(args, env=os.environ.copy(), stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -146,13 +163,18 @@ def child(design: str, sessions: int, coaches: int) -> None:
             deletes.setdefault(sid, e.at)
     lateness = []
     missed = 0
+    windows: dict[int, float] = {}  # the worst lateness per 10 s of due time
     for sid, (grant, revoke) in due.items():
         if sid not in creates:
             missed += 1
             continue
-        lateness.append(creates[sid] - grant.timestamp())
-        if sid in deletes:
-            lateness.append(deletes[sid] - revoke.timestamp())
+        pairs = [(grant, creates[sid])] + ([(revoke, deletes[sid])] if sid in deletes else [])
+        for at, done in pairs:
+            lateness.append(done - at.timestamp())
+            w = int((at.timestamp() - started) // 10) * 10
+            windows[w] = max(windows.get(w, 0.0), done - at.timestamp())
+    print("worst lateness by due time after the worker started (10 s windows): " + ", ".join(
+        f"{w}s: {v:.2f}" for w, v in sorted(windows.items())), flush=True)
     emu.stop()
     print(f"RESULT gates={len(lateness)}")
     print(f"RESULT missed={missed}")
