@@ -108,17 +108,21 @@ def child(design: str, sessions: int, coaches: int) -> None:
             "duration_minutes": 30, "delivery": "discord_voice", "pack_size": 5})
         catalog.set_offer_status(pack_offer.coach.user, pack_offer.pk, "published")
         packs.buy_pack(students[i], pack_offer.pk, now=clock.now())
-    # One session per coach (a coach's sessions cannot overlap): each grant falls at a
-    # random moment of the minute that starts 20 s from now; each session lasts 65 s.
-    base = clock.now() + timedelta(seconds=20)
+    # One session per coach (a coach's sessions cannot overlap), each lasting 65 s. They
+    # are made a day ahead with everything a booking has, then moved (as a reschedule
+    # would) to grants at random moments of the minute that starts shortly after the
+    # move: on a busy machine a slow setup then cannot eat into the measured minute.
     rng = random.Random(7)
+    offsets = [rng.uniform(0, 60) for _ in offers[:sessions]]
+    far = clock.now() + timedelta(days=1)
     rows = []
-    for offer in offers[:sessions]:
-        start = base + timedelta(seconds=rng.uniform(0, 60))
+    for offer, off in zip(offers[:sessions], offsets, strict=True):
+        start = far + timedelta(seconds=off)
         rows.append(Session(coach=profiles[offer.coach_id], offer=offer, starts_at=start,
                             ends_at=start + timedelta(seconds=65), status="scheduled",
                             capacity=1, seats_taken=1, access_policy=offer.access_policy,
                             money_policy=offer.money_policy))
+    t0 = time.monotonic()
     with transaction.atomic():
         Session.objects.bulk_create(rows)
         bookings = Booking.objects.bulk_create([
@@ -126,10 +130,24 @@ def child(design: str, sessions: int, coaches: int) -> None:
             for i, s in enumerate(rows)])
         for s in rows:
             services.sync_access_row(s, now=clock.now())
-        # What a booking also has: its charge, its payment (authorised at once: the start
-        # is less than 24 h away) and its settlement gate, due with the revoke.
+        # What a booking also has: its charge, its payment (authorised once the start is
+        # less than 24 h away) and its settlement gate, due with the revoke.
         for b in bookings:
             billing.record_booking(b.pk, now=clock.now())
+    took = time.monotonic() - t0
+    base = clock.now() + timedelta(seconds=10 + 2 * took)  # the move costs about as much
+    with transaction.atomic():
+        for s, off in zip(rows, offsets, strict=True):
+            s.starts_at = base + timedelta(seconds=off)
+            s.ends_at = s.starts_at + timedelta(seconds=65)
+        Session.objects.bulk_update(rows, ["starts_at", "ends_at"])
+        for s in rows:
+            services.sync_access_row(s, now=clock.now())
+            billing.sync_session_gate(s, now=clock.now())
+    ahead = (base - clock.now()).total_seconds()
+    if ahead < 2:
+        raise SystemExit(f"setup overran the start of the measured minute by {-ahead:.1f} s "
+                         "(machine too busy): not measured")
     due = {s.pk: (s.starts_at, s.ends_at) for s in rows}
     print(f"{len(rows)} sessions ready; grants fall due from "
           f"{(min(d[0] for d in due.values()) - clock.now()).total_seconds():.1f}s to "
