@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -40,7 +41,7 @@ api.add_router("/", packs_router)
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str,
-           details: dict | None = None) -> HttpResponse:
+           details: dict[str, Any] | None = None) -> HttpResponse:
     return api.create_response(
         request, {"code": code, "message": message, "details": details or {}}, status=status
     )

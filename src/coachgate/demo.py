@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 from datetime import time as dtime
-from typing import TextIO
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -42,7 +42,7 @@ STUDENTS = [("sam@demo.coachgate.test", "Sam Student", "Europe/Berlin"),
             ("kim@demo.coachgate.test", "Kim Learner", "Asia/Tokyo")]
 
 
-def _offers(coach_index: int) -> list[dict]:
+def _offers(coach_index: int) -> list[dict[str, Any]]:
     base = [
         {"title": "1:1 session (60 min)", "price_minor": 6000, "currency": "USD",
          "duration_minutes": 60, "delivery": "discord_voice", "session_type": "audio",
@@ -153,7 +153,7 @@ def load_demo(base_url: str, emu: DiscordEmulator | None = None) -> str:
              *([f"  Mail:     written to {settings.EMAIL_FILE_PATH}/"]
                if "filebased" in settings.EMAIL_BACKEND else []),
              *([f"  Discord:  local emulator at {emu.base_url} (guild "
-                f"{linked.guild_settings().guild_id})"]  # type: ignore[union-attr]
+                f"{linked.guild_settings().guild_id})"]  # type: ignore[union-attr]  # the demo configured the guild just above
                if emu is not None else []),
              f"  Web:      {base_url}/", f"  Admin:    {base_url}/admin/",
              f"  API docs: {base_url}/api/v1/docs  (OpenAPI: {base_url}/api/v1/openapi.json)",

@@ -10,8 +10,13 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 
 from coachgate.kit.config import from_environment
+
+# Generic Django classes (ModelAdmin[Offer], QuerySet[Session]) subscriptable at runtime, as
+# mypy strict wants them written.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -11,7 +13,7 @@ from . import services
 from .models import Category, DiscordCall, GuildState, OfferRole, SessionAccess
 
 
-class DiscordCallInline(admin.TabularInline):
+class DiscordCallInline(admin.TabularInline[DiscordCall, Any]):
     model = DiscordCall
     fields = ("at", "method", "route", "status", "duration_ms")
     readonly_fields = fields
@@ -24,7 +26,7 @@ class DiscordCallInline(admin.TabularInline):
 
 
 @admin.register(SessionAccess)
-class SessionAccessAdmin(admin.ModelAdmin):
+class SessionAccessAdmin(admin.ModelAdmin[SessionAccess]):
     """Each session's gates, access state, last error and Discord calls."""
 
     list_display = ("session", "mode", "phase", "next_due_at", "error_kind", "attempts",
@@ -62,15 +64,15 @@ class SessionAccessAdmin(admin.ModelAdmin):
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(admin.ModelAdmin[Category]):
     list_display = ("category_id", "name", "guild_id", "configured", "full", "created_at")
 
 
 @admin.register(OfferRole)
-class OfferRoleAdmin(admin.ModelAdmin):
+class OfferRoleAdmin(admin.ModelAdmin[OfferRole]):
     list_display = ("offer", "guild_id", "role_id", "channel_id")
 
 
 @admin.register(GuildState)
-class GuildStateAdmin(admin.ModelAdmin):
+class GuildStateAdmin(admin.ModelAdmin[GuildState]):
     list_display = ("guild_id", "other_channels", "checked_at")

@@ -13,7 +13,7 @@ from .models import ApiToken, DiscordGuildConfig, DiscordLink, User
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(BaseUserAdmin[User]):
     ordering = ("email",)
     list_display = ("email", "display_name", "role", "is_active", "date_joined")
     list_filter = ("role", "is_active")
@@ -30,13 +30,13 @@ class UserAdmin(BaseUserAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(admin.ModelAdmin[ApiToken]):
     list_display = ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
     readonly_fields = ("user", "prefix", "digest", "created_at", "last_used_at")
     search_fields = ("user__email", "name", "prefix")
 
 
-class DiscordGuildConfigForm(forms.ModelForm):
+class DiscordGuildConfigForm(forms.ModelForm[DiscordGuildConfig]):
     # Write-only: the stored token is never rendered back (not even encrypted). An empty
     # field keeps the current token; "clear" removes it.
     new_bot_token = forms.CharField(
@@ -67,7 +67,7 @@ class DiscordGuildConfigForm(forms.ModelForm):
 
 
 @admin.register(DiscordGuildConfig)
-class DiscordGuildConfigAdmin(admin.ModelAdmin):
+class DiscordGuildConfigAdmin(admin.ModelAdmin[DiscordGuildConfig]):
     form = DiscordGuildConfigForm
     list_display = ("__str__", "guild_id", "bot_token_set", "api_url", "updated_at")
     readonly_fields = ("bot_token_set", "updated_at")
@@ -95,7 +95,7 @@ class DiscordGuildConfigAdmin(admin.ModelAdmin):
 
 
 @admin.register(DiscordLink)
-class DiscordLinkAdmin(admin.ModelAdmin):
+class DiscordLinkAdmin(admin.ModelAdmin[DiscordLink]):
     list_display = ("user", "username", "discord_user_id", "guild_member", "linked_at",
                     "checked_at")
     list_filter = ("guild_member",)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
@@ -93,12 +94,12 @@ def update_me(request: HttpRequest, payload: MeIn) -> MeOut:
 
 
 @router.get("/me/tokens", response=list[TokenOut], summary="My API tokens")
-def list_tokens(request: HttpRequest) -> list:
+def list_tokens(request: HttpRequest) -> list[Any]:
     return list(current_user(request).api_tokens.order_by("-created_at"))
 
 
 @router.post("/me/tokens", response={201: IssuedTokenOut}, summary="Create an API token")
-def create_token(request: HttpRequest, payload: TokenIn) -> Status:
+def create_token(request: HttpRequest, payload: TokenIn) -> Status[Any]:
     issued = services.issue_token(current_user(request), payload.name)
     out = IssuedTokenOut.model_validate(TokenOut.from_orm(issued.token).model_dump()
                                         | {"token": issued.raw})
@@ -106,14 +107,14 @@ def create_token(request: HttpRequest, payload: TokenIn) -> Status:
 
 
 @router.delete("/me/tokens/{token_id}", response={204: None}, summary="Revoke an API token")
-def revoke_token(request: HttpRequest, token_id: int) -> Status:
+def revoke_token(request: HttpRequest, token_id: int) -> Status[Any]:
     services.revoke_token(current_user(request), token_id)
     return Status(204, None)
 
 
 @router.post("/coach-applications", response={201: ApplicationOut},
              summary="Apply to become a coach")
-def apply(request: HttpRequest, payload: ApplicationIn) -> Status:
+def apply(request: HttpRequest, payload: ApplicationIn) -> Status[Any]:
     app = services.apply_as_coach(current_user(request), **payload.model_dump())
     return Status(201, app)
 

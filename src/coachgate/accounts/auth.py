@@ -51,6 +51,6 @@ def optional_user(request: HttpRequest) -> User | None:
             raise Unauthenticated("The Bearer token is not valid.")
         return user
     session_user = getattr(request, "user", None)
-    if session_user is not None and session_user.is_authenticated:
+    if isinstance(session_user, User) and session_user.is_authenticated:
         return session_user
     return None

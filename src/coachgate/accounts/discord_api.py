@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
@@ -63,7 +64,7 @@ def join_guild(request: HttpRequest) -> DiscordOut:
 
 
 @router.delete("/me/discord", response={204: None}, summary="Unlink my Discord account")
-def unlink(request: HttpRequest) -> Status:
+def unlink(request: HttpRequest) -> Status[Any]:
     discord.unlink_discord(current_user(request))
     return Status(204, None)
 

@@ -9,6 +9,7 @@ from django_tasks import task
 
 from coachgate.integrations.discord.client import ActionRequired, RetryLater
 from coachgate.kit import clock
+from coachgate.kit.errors import DiscordNotConfigured
 
 from . import discord
 from .models import User
@@ -24,7 +25,7 @@ def join_discord_guild(user_id: int) -> str:
         return discord.NOT_CONNECTED
     try:
         return discord.ensure_in_guild(user, now=clock.now())
-    except discord.DiscordNotConfigured:
+    except DiscordNotConfigured:
         return discord.verification_state(user)
     except (RetryLater, ActionRequired) as exc:
         # Not fatal: the user stays connected_not_in_guild and the card / booking check

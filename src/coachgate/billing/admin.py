@@ -24,7 +24,7 @@ from .models import (
 )
 
 
-class ReadOnly(admin.ModelAdmin):
+class ReadOnly(admin.ModelAdmin[Any]):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -69,7 +69,7 @@ class PaymentAdmin(ReadOnly):
                                f"{report.errors} error(s).")
 
 
-class LedgerLineInline(admin.TabularInline):
+class LedgerLineInline(admin.TabularInline[LedgerLine, Any]):
     model = LedgerLine
     fields = ("account", "amount_minor", "currency")
     readonly_fields = fields

@@ -6,7 +6,7 @@ Thin: services decide. No route writes a financial field: amounts come from the 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Query, Router, Schema, Status
@@ -221,7 +221,7 @@ class PayoutOut(Schema):
 
 @router.post("/admin/payouts", response={201: PayoutOut},
              summary="Record a payout made to a coach (admins)")
-def payout(request: HttpRequest, payload: PayoutIn) -> Status:
+def payout(request: HttpRequest, payload: PayoutIn) -> Status[Any]:
     currency = payload.currency.upper()
     if not is_currency(currency):
         raise InvalidInput(f"Unknown currency {payload.currency!r}.",

@@ -13,7 +13,7 @@ from .services import approve_application
 
 
 @admin.register(CoachApplication)
-class CoachApplicationAdmin(admin.ModelAdmin):
+class CoachApplicationAdmin(admin.ModelAdmin[CoachApplication]):
     list_display = ("display_name", "user", "status", "submitted_at", "reviewed_at")
     list_filter = ("status",)
     search_fields = ("display_name", "user__email")
@@ -43,7 +43,7 @@ class CoachApplicationAdmin(admin.ModelAdmin):
 
 
 @admin.register(CoachProfile)
-class CoachProfileAdmin(admin.ModelAdmin):
+class CoachProfileAdmin(admin.ModelAdmin[CoachProfile]):
     list_display = ("display_name", "user", "timezone", "status", "seat_capacity",
                     "rating_average")
     list_filter = ("status",)
@@ -51,7 +51,7 @@ class CoachProfileAdmin(admin.ModelAdmin):
 
 
 @admin.register(Offer)
-class OfferAdmin(admin.ModelAdmin):
+class OfferAdmin(admin.ModelAdmin[Offer]):
     list_display = ("title", "coach", "status", "price_minor", "currency", "duration_minutes",
                     "delivery", "capacity", "pack_size")
     list_filter = ("status", "delivery", "session_type")

@@ -213,7 +213,7 @@ def list_offers(request: HttpRequest, coach_id: int | None = None,
 
 
 @router.post("/offers", response={201: OfferOut}, summary="Create a draft offer (coaches)")
-def create_offer(request: HttpRequest, payload: OfferIn) -> Status:
+def create_offer(request: HttpRequest, payload: OfferIn) -> Status[Any]:
     return Status(201, services.create_offer(current_user(request), _offer_changes(payload)))
 
 

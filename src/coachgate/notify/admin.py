@@ -11,7 +11,7 @@ from .services import retry_failed
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(admin.ModelAdmin[Notification]):
     list_display = ("key", "channel", "user", "template", "status", "attempts",
                     "next_attempt_at", "sent_at", "created_at")
     list_filter = ("status", "channel", "template")

@@ -3,6 +3,8 @@ services (the gates, settlement); the only action runs the gates of selected row
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,7 +15,7 @@ from . import services
 from .models import Pack, PackUse, Seat, WaitlistEntry
 
 
-class _ReadOnly(admin.ModelAdmin):
+class _ReadOnly(admin.ModelAdmin[Any]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -24,7 +26,7 @@ class _ReadOnly(admin.ModelAdmin):
         return False
 
 
-class PackUseInline(admin.TabularInline):
+class PackUseInline(admin.TabularInline[PackUse, Any]):
     model = PackUse
     fields = ("number", "booking", "value_minor", "booked_at", "consumed_at", "freed_at")
     readonly_fields = fields

@@ -81,7 +81,7 @@ def _pack_out(pack: Pack) -> PackOut:
 @router.post("/packs", response={201: PackOut},
              summary="Buy a pack (students): paid up front; takes or keeps a seat with the coach",
              description=IDEMPOTENCY_NOTE)
-def buy(request: HttpRequest, payload: BuyIn) -> Status:
+def buy(request: HttpRequest, payload: BuyIn) -> Status[Any]:
     pack = services.buy_pack(current_user(request), payload.offer_id,
                              idempotency_key=idempotency.key_from(request))
     return Status(201, _pack_out(services.get_pack(current_user(request), pack.pk)))
@@ -106,7 +106,7 @@ class PackBookIn(Schema):
 
 @router.post("/packs/{pack_id}/bookings", response={201: SessionOut},
              summary="Book a session from your pack (students)", description=IDEMPOTENCY_NOTE)
-def book(request: HttpRequest, pack_id: int, payload: PackBookIn) -> Status:
+def book(request: HttpRequest, pack_id: int, payload: PackBookIn) -> Status[Any]:
     user = current_user(request)
     booking = services.book_from_pack(user, pack_id, payload.start, intake=payload.intake,
                                       idempotency_key=idempotency.key_from(request))
@@ -163,6 +163,6 @@ def _entry_out(entry: WaitlistEntry) -> WaitlistOut:
 
 @router.post("/coaches/{coach_id}/waitlist", response={201: WaitlistOut},
              summary="Wait for a seat with a coach whose seats are all held (students)")
-def join_waitlist(request: HttpRequest, coach_id: int) -> Status:
+def join_waitlist(request: HttpRequest, coach_id: int) -> Status[Any]:
     entry = services.join_waitlist(current_user(request), coach_id)
     return Status(201, _entry_out(entry))

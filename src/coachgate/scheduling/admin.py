@@ -1,9 +1,12 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from .models import AvailabilityOverride, Booking, Session, SessionEvent, WeeklyAvailability
 
 
-class BookingInline(admin.TabularInline):
+class BookingInline(admin.TabularInline[Booking, Any]):
     model = Booking
     extra = 0
     fields = ("student", "status", "booked_at", "cancelled_at", "cancellation_outcome")
@@ -11,7 +14,7 @@ class BookingInline(admin.TabularInline):
     can_delete = False
 
 
-class EventInline(admin.TabularInline):
+class EventInline(admin.TabularInline[SessionEvent, Any]):
     model = SessionEvent
     extra = 0
     fields = ("at", "kind", "actor", "before", "after")
@@ -20,7 +23,7 @@ class EventInline(admin.TabularInline):
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(admin.ModelAdmin[Session]):
     """Read-mostly: state changes go through the service functions, which audit them."""
 
     list_display = ("id", "offer", "coach", "starts_at", "ends_at", "status", "seats_taken")
@@ -31,16 +34,16 @@ class SessionAdmin(admin.ModelAdmin):
                        "seats_taken", "reschedule_count", "created_at", "updated_at")
     inlines = (BookingInline, EventInline)
 
-    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
 @admin.register(WeeklyAvailability)
-class WeeklyAvailabilityAdmin(admin.ModelAdmin):
+class WeeklyAvailabilityAdmin(admin.ModelAdmin[WeeklyAvailability]):
     list_display = ("coach", "weekday", "start_time", "end_time")
     list_filter = ("weekday",)
 
 
 @admin.register(AvailabilityOverride)
-class AvailabilityOverrideAdmin(admin.ModelAdmin):
+class AvailabilityOverrideAdmin(admin.ModelAdmin[AvailabilityOverride]):
     list_display = ("coach", "day", "kind", "start_time", "end_time")

@@ -102,14 +102,14 @@ def list_overrides(request: HttpRequest) -> list[OverrideOut]:
 
 @router.post("/coach/overrides", response={201: OverrideOut},
              summary="Block a day (or hours) or add extra hours on a date")
-def add_override(request: HttpRequest, payload: OverrideIn) -> Status:
+def add_override(request: HttpRequest, payload: OverrideIn) -> Status[Any]:
     o = services.add_override(current_user(request), day=payload.day, kind=payload.kind,
                               start=payload.start, end=payload.end)
     return Status(201, _override_out(o))
 
 
 @router.delete("/coach/overrides/{override_id}", response={204: None})
-def delete_override(request: HttpRequest, override_id: int) -> Status:
+def delete_override(request: HttpRequest, override_id: int) -> Status[Any]:
     services.delete_override(current_user(request), override_id)
     return Status(204, None)
 
@@ -234,7 +234,7 @@ IDEMPOTENCY_NOTE = (
 
 @router.post("/bookings", response={201: SessionOut}, summary="Book a slot (students)",
              description=IDEMPOTENCY_NOTE)
-def book(request: HttpRequest, payload: BookIn) -> Status:
+def book(request: HttpRequest, payload: BookIn) -> Status[Any]:
     user = current_user(request)
     booking = services.book_session(user, payload.offer_id, payload.start, intake=payload.intake,
                                     idempotency_key=idempotency.key_from(request))

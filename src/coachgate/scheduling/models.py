@@ -60,7 +60,7 @@ class AvailabilityOverride(models.Model):
             raise ValidationError({"day": "The day must be between the years 1900 and 9000."})
         try:
             # kind is one of the field's choices, checked by the form before clean()
-            DateOverride(self.day, self.kind,  # type: ignore[arg-type]
+            DateOverride(self.day, self.kind,  # type: ignore[arg-type]  # kind is a DateOverride kind: the field's choices say so
                          self.start_time, self.end_time)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None

@@ -10,6 +10,6 @@ from django.http import HttpRequest
 from coachgate.kit.http import client_ip
 
 
-class AccountAdapter(DefaultAccountAdapter):
+class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]  # allauth ships no type hints
     def get_client_ip(self, request: HttpRequest) -> str:
         return client_ip(request)

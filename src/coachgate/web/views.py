@@ -63,7 +63,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client: no annotations
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -125,7 +125,7 @@ def book(request: HttpRequest, offer_id: int) -> HttpResponse:
     try:
         start = datetime.fromisoformat(request.POST.get("start", ""))
         intake = {k[7:]: v for k, v in request.POST.items() if k.startswith("intake_")}
-        scheduling.book_session(request.user, offer_id, start, intake=intake)  # type: ignore[arg-type]
+        scheduling.book_session(request.user, offer_id, start, intake=intake)  # type: ignore[arg-type]  # @login_required: an authenticated User
     except ValueError:
         messages.error(request, "That start time is not valid.")
         return redirect("offer", offer_id=offer_id)
@@ -139,7 +139,7 @@ def book(request: HttpRequest, offer_id: int) -> HttpResponse:
 @login_required
 @require_safe
 def my_sessions(request: HttpRequest) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user: User = request.user  # type: ignore[assignment]  # @login_required: an authenticated User
     from coachgate.access.services import join_info
 
     rows = list(scheduling.visible_sessions(user).select_related("offer", "coach")
@@ -148,8 +148,8 @@ def my_sessions(request: HttpRequest) -> HttpResponse:
     joins = join_info(rows, now)  # a session whose policy cannot be read: "unavailable"
     buttons = _outcome_buttons(user, rows, now)
     for s in rows:
-        s.join = joins[s.pk]  # type: ignore[attr-defined]
-        s.outcome = buttons.get(s.pk)  # type: ignore[attr-defined]
+        s.join = joins[s.pk]  # type: ignore[attr-defined]  # a page-only attribute for the template
+        s.outcome = buttons.get(s.pk)  # type: ignore[attr-defined]  # a page-only attribute for the template
     return render(request, "web/sessions.html",
                   {"rows": rows, "tz": str(timezone.get_current_timezone()), "now": now})
 
@@ -184,7 +184,7 @@ def outcome(request: HttpRequest, session_id: int, action: str) -> HttpResponse:
     """The sessions page's outcome buttons (the same service functions as the API)."""
     from coachgate.billing import services as billing
 
-    user: User = request.user  # type: ignore[assignment]
+    user: User = request.user  # type: ignore[assignment]  # @login_required: an authenticated User
     calls = {"no-show": billing.mark_student_no_show, "coach-no-show": billing.report_coach_no_show,
              "complete": billing.complete}
     if action not in calls:
@@ -202,7 +202,7 @@ def outcome(request: HttpRequest, session_id: int, action: str) -> HttpResponse:
 @require_POST
 def cancel(request: HttpRequest, session_id: int) -> HttpResponse:
     try:
-        scheduling.cancel_booking(request.user, session_id)  # type: ignore[arg-type]
+        scheduling.cancel_booking(request.user, session_id)  # type: ignore[arg-type]  # @login_required: an authenticated User
         messages.success(request, "Cancelled.")
     except CoachgateError as exc:
         messages.error(request, exc.message)
@@ -216,7 +216,7 @@ def discord_join(request: HttpRequest) -> HttpResponse:
     from coachgate.accounts import discord
 
     try:
-        state = discord.join_guild(request.user, now=clock.now())  # type: ignore[arg-type]
+        state = discord.join_guild(request.user, now=clock.now())  # type: ignore[arg-type]  # @login_required: an authenticated User
         if state == discord.VERIFIED:
             messages.success(request, "You are in the coaching server.")
         elif state == discord.NOT_CONNECTED:  # nothing to join with: say so, not silence

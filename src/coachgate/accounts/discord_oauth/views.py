@@ -14,7 +14,7 @@ from django.shortcuts import redirect
 from coachgate.accounts import discord
 
 
-class CoachgateDiscordOAuth2Adapter(DiscordOAuth2Adapter):
+class CoachgateDiscordOAuth2Adapter(DiscordOAuth2Adapter):  # type: ignore[misc]  # allauth ships no type hints
     def __init__(self, request: HttpRequest) -> None:
         super().__init__(request)
         base = discord.api_url()

@@ -107,7 +107,7 @@ def call_budget(timeout: float, max_network_retries: int) -> float:
     """The longest one call can take: every attempt times out, with the SDK's backoff
     between attempts (0.5 s doubling, at most 5 s; it ignores Retry-After)."""
     backoff = sum(min(0.5 * 2 ** (n - 1), 5.0) for n in range(1, max_network_retries + 1))
-    return timeout * (max_network_retries + 1) + backoff
+    return float(timeout * (max_network_retries + 1) + backoff)
 
 
 class StripeGateway:

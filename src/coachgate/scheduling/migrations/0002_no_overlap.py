@@ -10,6 +10,8 @@ Both raise an IntegrityError naming ``scheduling_session_no_overlap``; the booki
 turns it into 409 slot_taken. Cancelled sessions free their time.
 """
 
+from typing import Any
+
 from django.db import migrations
 
 NAME = "scheduling_session_no_overlap"
@@ -40,8 +42,8 @@ SQLITE_UP = [
 SQLITE_DOWN = [f"DROP TRIGGER IF EXISTS {NAME}_insert;", f"DROP TRIGGER IF EXISTS {NAME}_update;"]
 
 
-def _run(statements_by_vendor):  # type: ignore[no-untyped-def]
-    def apply(apps, schema_editor):  # type: ignore[no-untyped-def]
+def _run(statements_by_vendor: dict[str, str | list[str]]) -> Any:
+    def apply(apps: Any, schema_editor: Any) -> None:
         vendor = schema_editor.connection.vendor
         if vendor not in statements_by_vendor:
             raise RuntimeError(f"coachgate supports SQLite and PostgreSQL, not {vendor}")
