@@ -390,30 +390,3 @@ def test_a_burst_settles_together_and_one_bad_session_delays_nobody(
     assert Settlement.objects.count() == 4
     assert Payment.objects.filter(status=PaymentStatus.CAPTURED, captured_minor=5000).count() == 4
     assert_ledger_balanced()
-
-
-def test_a_wake_up_with_a_budget_hands_back_the_rest_and_wakes_again(coach, book,
-                                                                     monkeypatch) -> None:
-    """The billing wake-up task runs for at most kit.due.TASK_BUDGET_S, so access gates
-    falling due meanwhile are not held up: what it claimed and did not settle goes back
-    unleased and still due, and it wakes itself to carry on."""
-    from django_tasks_db.models import DBTaskResult
-
-    from coachgate.billing.services import gates as gates_module
-    from coachgate.billing.tasks import run_due as run_due_task
-
-    monkeypatch.setattr(gates_module, "SETTLE_CHUNK", 1)
-    offer = make_offer(coach, duration_minutes=30)
-    sessions = [book(make_student(f"b{i}@test.example"), offer.pk, START + i * 30 * M)
-                for i in range(3)]
-    after = START + timedelta(hours=3)
-    DBTaskResult.objects.all().delete()
-    report = services.run_due(now=after, budget_s=0.0)  # out of time after the first chunk
-    assert report.sessions == 1 and Settlement.objects.count() == 1
-    waiting = SessionBilling.objects.filter(settled_at__isnull=True)
-    assert sorted(g.session_id for g in waiting) == [s.pk for s in sessions[1:]]
-    assert {(g.lease_owner, g.lease_until) for g in waiting} == {("", None)}
-    assert DBTaskResult.objects.filter(task_path=run_due_task.module_path,
-                                       status="READY").exists()
-    services.run_due(now=after)  # the next run (no budget: the sweep) settles the rest
-    assert Settlement.objects.count() == 3

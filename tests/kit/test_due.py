@@ -5,7 +5,6 @@ with backoff, and wake-ups rounded to a grain. The timer rows are billing's ``Pa
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -224,45 +223,6 @@ def test_drain_stops_after_max_batches(rows):
     assert due.drain(Payment, lambda pk: seen.append(pk) is None, now=T0, owner="w",
                      lease=LEASE, batch=2, max_batches=2) == (4, 0)
     assert len(seen) == 4
-
-
-def test_drain_past_its_deadline_hands_back_what_it_claimed_and_wakes_itself(rows):
-    """A wake-up task runs for at most its budget: the rows it claimed but did not run go
-    back unleased (still due) and the task is woken again for the rest."""
-    from django_tasks_db.models import DBTaskResult
-
-    keys = [rows(T0 - timedelta(seconds=10 - i)) for i in range(5)]
-    seen: list[int] = []
-
-    def run_one(pk: int) -> bool:  # the first row takes longer than the whole budget
-        seen.append(pk)
-        time.sleep(0.1)
-        due.release(Payment, pk, owner="w", next_due_at=None)
-        return True
-
-    ran = due.drain(Payment, run_one, now=T0, owner="w", lease=LEASE, batch=10,
-                    wake_task=run_due, deadline=due.deadline_after(0.05))
-    assert ran == (1, 0) and seen == [keys[0]]
-    left = Payment.objects.filter(pk__in=keys[1:])
-    assert [(p.lease_owner, p.lease_until, p.next_due_at is not None) for p in left] == [
-        ("", None, True)] * 4
-    assert DBTaskResult.objects.filter(task_path=run_due.module_path,
-                                       status="READY").count() == 1
-
-
-def test_drain_always_runs_one_row_even_when_out_of_time(rows):
-    keys = [rows(T0 - timedelta(seconds=i)) for i in range(3)]
-    seen: list[int] = []
-
-    def run_one(pk: int) -> bool:
-        seen.append(pk)
-        due.release(Payment, pk, owner="w", next_due_at=None)
-        return True
-
-    assert due.drain(Payment, run_one, now=T0, owner="w", lease=LEASE, batch=10,
-                     deadline=0.0) == (1, 0)  # a deadline long past: still one row
-    assert len(seen) == 1 and Payment.objects.filter(
-        pk__in=keys, next_due_at__isnull=False, lease_owner="").count() == 2
 
 
 def test_drain_of_nothing_due_is_one_empty_claim(rows):

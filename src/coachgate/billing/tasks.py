@@ -12,11 +12,9 @@ from coachgate.kit import clock
 @task(priority=5)
 def run_due() -> dict[str, int]:
     """billing.run_due: settle the sessions and move the payments whose time has come."""
-    from coachgate.kit.due import TASK_BUDGET_S
-
     from .services import run_due as run
 
-    return run(now=clock.now(), budget_s=TASK_BUDGET_S).as_dict()
+    return run(now=clock.now()).as_dict()
 
 
 @task()

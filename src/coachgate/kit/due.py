@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -80,54 +79,18 @@ def worker_identity() -> str:
 MAX_BACKOFF = timedelta(minutes=10)
 
 
-# How long one wake-up task of a domain other than access may run before it hands the
-# worker back: it then releases what it claimed and wakes itself again, so that access
-# gates (the highest priority in the queue) falling due meanwhile run within this bound
-# instead of waiting behind a burst of settlements or payments.
-TASK_BUDGET_S = 0.2
-
-
-def deadline_after(budget_s: float | None) -> float | None:
-    """A ``time.monotonic()`` deadline ``budget_s`` from now (None: no deadline)."""
-    return None if budget_s is None else time.monotonic() + budget_s
-
-
-def past(deadline: float | None) -> bool:
-    return deadline is not None and time.monotonic() >= deadline
-
-
-def hand_back(model: type[Model], keys: list[Any], *, owner: str, wake_task: Any) -> None:
-    """Out of time: give back the claimed rows not run yet (they stay due) and wake the
-    task again now, behind any higher-priority wake-up already waiting."""
-    if keys:
-        model._default_manager.filter(pk__in=keys, lease_owner=owner).update(
-            lease_until=None, lease_owner="")
-    if wake_task is not None:
-        from coachgate.kit import clock
-
-        wake(wake_task, clock.now())
-
-
 def drain(model: type[Model], run_one: Callable[[Any], bool], *, now: datetime, owner: str,
           lease: timedelta, batch: int, max_batches: int = 1000,
-          wake_task: Any = None, deadline: float | None = None) -> tuple[int, int]:
+          wake_task: Any = None) -> tuple[int, int]:
     """Claim due rows batch after batch and run each with ``run_one(pk) -> ok`` until
     fewer than a batch is left. Returns (rows run, rows that failed).
 
     Each row runs on its own (``run_isolated``): one that raises is recorded and retried
-    later, and the rest of the batch carries on. Past ``deadline`` (monotonic), the rows
-    not run yet are handed back and ``wake_task`` is woken to carry on (``hand_back``);
-    each call runs at least one row, so a deadline never starves a kind of row."""
+    later, and the rest of the batch carries on."""
     ran = failed = 0
     for _ in range(max_batches):
-        if ran and past(deadline):  # every call runs at least one row: no starvation
-            hand_back(model, [], owner=owner, wake_task=wake_task)
-            return ran, failed
         keys = claim_due(model, now=now, owner=owner, lease=lease, limit=batch)
-        for i, pk in enumerate(keys):
-            if ran + i and past(deadline):
-                hand_back(model, keys[i:], owner=owner, wake_task=wake_task)
-                return ran + i, failed
+        for pk in keys:
             failed += not run_isolated(model, pk, run_one, now=now, owner=owner,
                                        wake_task=wake_task)
         ran += len(keys)

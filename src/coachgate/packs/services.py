@@ -761,26 +761,22 @@ def _retry_later(model: type[Pack] | type[Seat], pk: int, *, owner: str, now: da
     due.record_failure(model, pk, owner=owner, now=now, exc=exc, wake_task=run_due_task)
 
 
-def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 1000,
-            budget_s: float | None = None) -> DueReport:
+def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 1000
+            ) -> DueReport:
     """Run every pack and seat gate that is due, in batches, until none is left. Packs
     first: an expiry puts a seat into grace, whose gate may then be due in the same run.
-    Several workers share the work: each claims rows with a lease. With a budget (the
-    wake-up task's), it hands back what is left after that long and wakes itself again."""
+    Several workers share the work: each claims rows with a lease."""
     now = now or clock.now()
     owner = owner or due.worker_identity()
-    deadline = due.deadline_after(budget_s)
     report = DueReport()
     from .tasks import run_due as run_due_task
 
     report.packs, failed_packs = due.drain(
         Pack, lambda pk: run_pack_gate(pk, now=now, owner=owner), now=now, owner=owner,
-        lease=LEASE, batch=BATCH, max_batches=max_batches, wake_task=run_due_task,
-        deadline=deadline)
+        lease=LEASE, batch=BATCH, max_batches=max_batches, wake_task=run_due_task)
     report.seats, failed_seats = due.drain(
         Seat, lambda pk: run_seat_gate(pk, now=now, owner=owner), now=now, owner=owner,
-        lease=LEASE, batch=BATCH, max_batches=max_batches, wake_task=run_due_task,
-        deadline=deadline)
+        lease=LEASE, batch=BATCH, max_batches=max_batches, wake_task=run_due_task)
     report.errors = failed_packs + failed_seats
     return report
 

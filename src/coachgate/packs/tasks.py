@@ -10,8 +10,6 @@ from coachgate.kit import clock
 @task(priority=5)  # a gate: before notifications, after access gates
 def run_due() -> dict[str, int]:
     """packs.run_due: expire packs, warn and release seats whose time has come."""
-    from coachgate.kit.due import TASK_BUDGET_S
-
     from .services import run_due as run
 
-    return run(now=clock.now(), budget_s=TASK_BUDGET_S).as_dict()
+    return run(now=clock.now()).as_dict()

@@ -36,17 +36,12 @@ class DueReport:
         return {"sessions": self.sessions, "payments": self.payments, "errors": self.errors}
 
 
-def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 1000,
-            budget_s: float | None = None) -> DueReport:
+def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 1000
+            ) -> DueReport:
     """Run every settlement gate and payment step that is due, in batches, until none is
-    left. Several workers share the work: each claims rows with a lease. With a budget
-    (the wake-up task's, kit.due.TASK_BUDGET_S), it stops after that many seconds, hands
-    back what it claimed and wakes itself to carry on, so access gates are not held up."""
-    from ..tasks import run_due as run_due_task
-
+    left. Several workers share the work: each claims rows with a lease."""
     now = now or clock.now()
     owner = owner or due.worker_identity()
-    deadline = due.deadline_after(budget_s)
     report = DueReport()
     for _ in range(max_batches):
         claimed = due.claim_due_rows(SessionBilling, now=now, owner=owner, lease=LEASE,
@@ -55,23 +50,22 @@ def run_due(*, now: datetime | None = None, owner: str = "", max_batches: int = 
         if len(gates) == BATCH:
             # More is due than one batch: wake another worker to share the burst (one
             # wake-up per half second at most: the others find it already waiting).
+            from ..tasks import run_due as run_due_task
+
             due.wake(run_due_task, clock.now())
         for i in range(0, len(gates), SETTLE_CHUNK):
-            if (report.sessions or i) and due.past(deadline):
-                due.hand_back(SessionBilling, [pk for pk, _ in gates[i:]], owner=owner,
-                              wake_task=run_due_task)
-                report.sessions += i
-                return report
             report.errors += _run_gates(gates[i:i + SETTLE_CHUNK], now=now, owner=owner)
         report.sessions += len(gates)
         if len(gates) < BATCH:
             break
+    from ..tasks import run_due as run_due_task
+
     # A payment that raises (bad data, a bug) is recorded on its row and retried with
     # backoff by kit.due; the others carry on.
     report.payments, failed = due.drain(
         Payment, lambda pk: run_payment(pk, now=now, owner=owner, claimed=True), now=now,
         owner=owner, lease=LEASE, batch=BATCH, max_batches=max_batches,
-        wake_task=run_due_task, deadline=deadline)
+        wake_task=run_due_task)
     report.errors += failed
     return report
 
