@@ -212,18 +212,3 @@ def test_the_sessions_page_shows_the_verification_card(db, no_env_guild):
     assert 'data-state="connected_not_in_guild"' in page and "user111" in page
     discord.record_guild_membership("111", True, now=NOW)
     assert 'data-state="verified"' in client.get("/sessions/").content.decode()
-
-
-def test_the_shared_client_is_built_once_per_purpose_and_configuration(db, no_env_guild,
-                                                                       settings):
-    """Building a client costs its TLS context: notify's DMs reuse one per process."""
-    from coachgate.accounts.discord import shared_bot_client
-
-    assert shared_bot_client("test") is None  # nothing configured
-    settings.COACHGATE = {**settings.COACHGATE, "DISCORD_GUILD_ID": "1",
-                          "DISCORD_BOT_TOKEN": "token-a"}
-    first = shared_bot_client("test")
-    assert first is not None and shared_bot_client("test") is first
-    assert shared_bot_client("other") is not first
-    settings.COACHGATE = {**settings.COACHGATE, "DISCORD_BOT_TOKEN": "token-b"}
-    assert shared_bot_client("test") is not first  # a new token: a new client

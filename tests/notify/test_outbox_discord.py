@@ -117,10 +117,9 @@ def test_a_lost_answer_to_the_message_post_is_never_resent(emu, dummy_tasks, mon
                 raise httpx.ReadTimeout("the answer was lost", request=request)
             return response
 
-    real = discord._client_for
-    monkeypatch.setattr(discord, "_shared", {})  # a client of its own, with that transport
-    monkeypatch.setattr(discord, "_client_for",
-                        lambda gs, **kw: real(gs, transport=AnswerLost(), **kw))
+    real = discord.bot_client
+    monkeypatch.setattr(discord, "bot_client",
+                        lambda **kw: real(transport=AnswerLost(), **kw))
     row = _dm(student)
     done = services.deliver(row.pk, now=NOW)
     assert done is not None and done.status == Status.ABANDONED

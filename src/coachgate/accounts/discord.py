@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -131,27 +130,6 @@ def _metered(extra: OnCall | None) -> OnCall:
 def _client_for(gs: GuildSettings, **kwargs: Any) -> DiscordClient:
     extra = kwargs.pop("on_call", None)
     return DiscordClient(gs.api_url, gs.bot_token, on_call=_metered(extra), **kwargs)
-
-
-_shared: dict[tuple[str, str, str], DiscordClient] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_bot_client(purpose: str, **kwargs: Any) -> DiscordClient | None:
-    """The process's bot client for ``purpose`` and the current configuration, or None
-    when no guild/bot is configured. Built once and reused (never close it): a client
-    costs tens of milliseconds to build (its TLS context), and its connection pool and
-    the rate-limit buckets it has learnt then serve every later call. Thread-safe.
-    Keyword arguments apply when it is built (they are part of the purpose)."""
-    gs = guild_settings()
-    if gs is None:
-        return None
-    key = (purpose, gs.api_url, gs.bot_token)
-    with _shared_lock:
-        client = _shared.get(key)
-        if client is None:
-            client = _shared[key] = _client_for(gs, **kwargs)
-        return client
 
 
 def bot_client(**kwargs: Any) -> DiscordClient | None:

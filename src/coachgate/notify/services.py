@@ -240,24 +240,24 @@ def _send_dm(n: Notification, content: Rendered) -> None:
     recipient = accounts_discord.discord_user_id(n.user)
     if not recipient:
         raise _Skip("the user has no linked Discord account")
-    client = accounts_discord.shared_bot_client("notify", timeout=DM_TIMEOUT)
+    client = accounts_discord.bot_client(timeout=DM_TIMEOUT)
     if client is None:
         raise _Skip("Discord is not configured")
-    # The shared client stays open: the next message reuses its connection and buckets.
-    try:
-        channel = client.create_dm(recipient)  # the same channel every time: harmless
-    except RetryLater as exc:
-        raise _Retry(f"Discord asked to retry later: {exc}") from exc
-    except ActionRequired as exc:
-        raise _Permanent(f"Discord refused to open a DM: {exc}") from exc
-    try:
-        client.send_message(str(channel["id"]), rules.fit_discord_message(content.body))
-    except RetryLater as exc:
-        if _never_reached_discord(exc):
+    with client:
+        try:
+            channel = client.create_dm(recipient)  # the same channel every time: harmless
+        except RetryLater as exc:
             raise _Retry(f"Discord asked to retry later: {exc}") from exc
-        raise _Unknown(str(exc)) from exc
-    except ActionRequired as exc:  # e.g. the user does not accept DMs (50007)
-        raise _Permanent(f"Discord refused the DM: {exc}") from exc
+        except ActionRequired as exc:
+            raise _Permanent(f"Discord refused to open a DM: {exc}") from exc
+        try:
+            client.send_message(str(channel["id"]), rules.fit_discord_message(content.body))
+        except RetryLater as exc:
+            if _never_reached_discord(exc):
+                raise _Retry(f"Discord asked to retry later: {exc}") from exc
+            raise _Unknown(str(exc)) from exc
+        except ActionRequired as exc:  # e.g. the user does not accept DMs (50007)
+            raise _Permanent(f"Discord refused the DM: {exc}") from exc
 
 
 def _finish(n: Notification, result: str, **changes: Any) -> Notification:
