@@ -13,7 +13,7 @@ class AccessConfig(AppConfig):
         from coachgate.kit import periodic
 
         periodic.register_sweep("access", _sweep, order=10)
-        periodic.register_timer_rows("access", _access_rows)
+        periodic.register_timer_rows("access", "access.SessionAccess")
 
 
 def _sweep(ctx: Any) -> dict[str, Any]:
@@ -22,8 +22,3 @@ def _sweep(ctx: Any) -> dict[str, Any]:
 
     return sweep(now=ctx.now, owner=ctx.owner, limit=ctx.limit, drift=ctx.drift).as_dict()
 
-
-def _access_rows() -> Any:
-    from .models import SessionAccess
-
-    return SessionAccess

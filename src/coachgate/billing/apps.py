@@ -14,8 +14,8 @@ class BillingConfig(AppConfig):
         from . import receivers  # noqa: F401  (connects the session-event receivers)
 
         periodic.register_sweep("billing", _sweep, order=30)
-        periodic.register_timer_rows("settlement", _settlement_rows)
-        periodic.register_timer_rows("payments", _payment_rows)
+        periodic.register_timer_rows("settlement", "billing.SessionBilling")
+        periodic.register_timer_rows("payments", "billing.Payment")
 
 
 def _sweep(ctx: Any) -> dict[str, Any]:
@@ -25,13 +25,3 @@ def _sweep(ctx: Any) -> dict[str, Any]:
     return sweep(now=ctx.now, owner=ctx.owner).as_dict()
 
 
-def _settlement_rows() -> Any:
-    from .models import SessionBilling
-
-    return SessionBilling
-
-
-def _payment_rows() -> Any:
-    from .models import Payment
-
-    return Payment

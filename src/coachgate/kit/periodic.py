@@ -8,7 +8,7 @@ knows no app: like pretix's ``periodic_task`` signal, an app hooks in without th
 importing it, so the layers point downwards only (kit imports no domain app).
 
     periodic.register_sweep("billing", _sweep, order=30)
-    periodic.register_timer_rows("payments", lambda: Payment)
+    periodic.register_timer_rows("payments", "billing.Payment")
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-from django.db.models import Model
 
 from coachgate.kit import clock, due
 
@@ -47,7 +45,7 @@ class Sweep:
 
 
 _sweeps: dict[str, Sweep] = {}
-_timer_rows: dict[str, Callable[[], type[Model]]] = {}
+_timer_rows: dict[str, str] = {}  # name -> model label ("billing.Payment")
 
 
 def register_sweep(name: str, run: SweepFn, *, order: int) -> None:
@@ -62,9 +60,10 @@ def register_sweep(name: str, run: SweepFn, *, order: int) -> None:
     _sweeps[name] = Sweep(name=name, run=run, order=order)
 
 
-def register_timer_rows(name: str, model: Callable[[], type[Model]]) -> None:
-    """Register a model of timer rows (read lazily, after the app registry is ready)."""
-    _timer_rows[name] = model
+def register_timer_rows(name: str, model_label: str) -> None:
+    """Register a model of timer rows by its label (resolved when listed, so ``ready()``
+    imports no models)."""
+    _timer_rows[name] = model_label
 
 
 def sweeps() -> list[Sweep]:
@@ -103,5 +102,7 @@ def sweep_all(*, now: datetime | None = None, owner: str = "", limit: int = 500,
 
 def failing_rows(limit: int = 50) -> dict[str, list[dict[str, Any]]]:
     """Timer rows whose last run failed, with their error and next retry, by kind."""
-    return {name: due.failing_rows(model(), limit=limit)
-            for name, model in _timer_rows.items()}
+    from django.apps import apps
+
+    return {name: due.failing_rows(apps.get_model(label), limit=limit)
+            for name, label in _timer_rows.items()}

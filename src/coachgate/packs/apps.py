@@ -14,8 +14,8 @@ class PacksConfig(AppConfig):
         from . import receivers  # noqa: F401  (connects the session and settlement receivers)
 
         periodic.register_sweep("packs", _sweep, order=40)
-        periodic.register_timer_rows("packs", _pack_rows)
-        periodic.register_timer_rows("seats", _seat_rows)
+        periodic.register_timer_rows("packs", "packs.Pack")
+        periodic.register_timer_rows("seats", "packs.Seat")
 
 
 def _sweep(ctx: Any) -> dict[str, Any]:
@@ -25,13 +25,3 @@ def _sweep(ctx: Any) -> dict[str, Any]:
     return sweep(now=ctx.now, owner=ctx.owner).as_dict()
 
 
-def _pack_rows() -> Any:
-    from .models import Pack
-
-    return Pack
-
-
-def _seat_rows() -> Any:
-    from .models import Seat
-
-    return Seat
