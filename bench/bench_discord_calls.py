@@ -6,7 +6,7 @@ counted from its own call log and checked against the emulator's. One-time calls
 bot's own id, a category, the offer's shared role and channel in offer_role mode) are
 shown apart. Target: 2 in the default mode; reference/000's design needed 6.
 
-    .venv/bin/python bench/bench_discord_calls.py
+    .venv/bin/python bench/bench_discord_calls.py   (--quick: accepted, the same size)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import time, timedelta
 
-from _kit import discord_guild, make_coach, setup_django
+from _kit import discord_guild, make_coach, report, setup_django
 
 
 def main() -> int:
@@ -67,6 +67,8 @@ def main() -> int:
     default = rows[0][1]
     print(f"target: 2 in the default mode -> {'met' if default == 2 else 'NOT met'} "
           f"({default}); reference/000's design: 6")
+    report("Discord calls per session, default mode", default, "calls", 2, "eq",
+           note="one lifecycle; --quick is the same size")
     print("command: .venv/bin/python bench/bench_discord_calls.py")
     return 0
 

@@ -21,7 +21,7 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
-from _kit import make_coach, setup_django
+from _kit import make_coach, report, setup_django
 
 setup_django(migrate=False)
 
@@ -59,7 +59,11 @@ def full_scan() -> list[int]:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--sizes", default="10000,100000,1000000")
-    sizes = [int(x) for x in p.parse_args().sizes.split(",")]
+    p.add_argument("--quick", action="store_true", help="sizes 10000,100000 (unless --sizes)")
+    a = p.parse_args()
+    if a.quick and a.sizes == p.get_default("sizes"):
+        a.sizes = "10000,100000"
+    sizes = [int(x) for x in a.sizes.split(",")]
     call_command("migrate", verbosity=0, interactive=False)
     from coachgate.access.models import SessionAccess
     from coachgate.access.services import due_session_ids
@@ -130,6 +134,9 @@ def main() -> int:
         print(f"indexed {results[-1][0]:,} / {results[0][0]:,}: {ratio:.2f}x "
               f"(target <= 2x: {'met' if ratio <= 2 else 'NOT met'}); full scan: "
               f"{results[-1][2] / results[0][2]:.0f}x")
+        report(f"due lookup, {connection.vendor}: indexed {results[-1][0]:,} / "
+               f"{results[0][0]:,} stored", round(ratio, 2), "x", 2, "max",
+               note=f"{results[0][1]:.3f} -> {results[-1][1]:.3f} ms")
     print("command: .venv/bin/python bench/bench_due_lookup.py  "
           "(PostgreSQL: ./run bench bench_due_lookup)")
     return 0

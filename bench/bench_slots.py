@@ -21,6 +21,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _kit.report import report
 
 from coachgate.scheduling.rules import (
     BookingRules,
@@ -103,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--step", type=int, action="append", help="slot step in minutes (default: 15 and 30)"
     )
+    parser.add_argument("--quick", action="store_true", help="50 runs (./run bench --quick)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = min(args.runs, 50)
     steps: list[int] = args.step or [15, 30]
 
     print(f"python: {sys.version.split()[0]}  tz: {TZ.key}  now: {NOW.isoformat()}")
@@ -120,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             f"step={step:>2} min  slots={n_slots:>5}  median={median:6.2f} ms  "
             f"p95={p95:6.2f} ms  target median<={TARGET_MEDIAN_MS:.0f} ms  {verdict}"
         )
+        report(f"slots, pure engine, {step}-min step: median", round(median, 2), "ms",
+               TARGET_MEDIAN_MS, "max", note=f"{n_slots} slots, {args.runs} runs")
     step_args = " ".join(f"--step {step}" for step in steps)
     print(
         f"reproduce: cd <repo root> && python bench/bench_slots.py --runs {args.runs} "

@@ -10,6 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .report import met, report
+
+__all__ = ["ROOT", "discord_guild", "make_coach", "met", "report", "setup_django"]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

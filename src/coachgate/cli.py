@@ -69,6 +69,8 @@ def _proxy_options() -> dict[str, Any]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if getattr(args, "processes", 1) > 1:
+        return _serve_processes(args)
     _setup()
     if not args.no_migrate:
         _migrate(verbosity=0)
@@ -76,6 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _cache_table()  # logins need it even where another machine runs the migrations
     from waitress import serve
 
+    from coachgate.kit.metrics import count_requests
     from coachgate.wsgi import application
 
     worker = None
@@ -85,11 +88,154 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("coachgate worker running in-process (embedded default)", flush=True)
     print(f"coachgate listening on http://{args.host}:{args.port}/  (Ctrl-C to stop)", flush=True)
     try:
-        serve(application, host=args.host, port=args.port, threads=args.threads,
-              ident="coachgate", **_proxy_options())
+        serve(count_requests(application, "waitress"), host=args.host, port=args.port,
+              threads=args.threads, ident="coachgate", **_proxy_options())
     finally:
         if worker is not None:
             worker.stop()
+    return 0
+
+
+def _serve_processes(args: argparse.Namespace) -> int:
+    """`serve --processes N`: N web processes (gunicorn, gthread workers) on one socket and,
+    where `serve` runs a worker (the embedded default, or --with-worker), one worker
+    process beside them, never one per web process.
+
+    gthread rather than sync workers: a sync worker serves one connection at a time and
+    closes it after each response, so 32 keep-alive clients would need 32 processes; a
+    gthread worker keeps connections alive and its threads wait on the database in
+    parallel, as waitress's threads do in the one-process default.
+
+    Every process writes its metrics to one PROMETHEUS_MULTIPROC_DIR, which /metrics sums
+    (kit.metrics): the operator's, emptied at start, or a fresh one removed at exit."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    made = ""
+    if args.supervised:
+        pass  # the supervising `serve` prepared the directory, and the worker writes to it
+    elif os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+            stale.unlink()  # figures of an earlier run: prometheus_client wants them gone
+    else:
+        made = tempfile.mkdtemp(prefix="coachgate-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made  # before prometheus_client is imported
+    try:
+        _setup()
+        if not args.no_migrate:
+            _migrate(verbosity=0)  # once, before any web process starts
+        else:
+            _cache_table()
+        if not args.supervised and _embedded_worker(args):
+            return _supervise(args)
+        return _run_gunicorn(args)
+    finally:
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """The worker in its own process beside the web tier's, restarted if it ever exits.
+
+    Not a thread of gunicorn's arbiter: the arbiter forks web processes at any time (one
+    that dies is replaced), and a fork taken while a worker thread holds a lock or a
+    database connection is unsafe; nor a child of the arbiter, which reaps every child
+    and would swallow its exit."""
+    import signal
+    import subprocess
+    import time
+
+    from coachgate.kit.metrics import mark_process_dead
+
+    me = [sys.executable, "-m", "coachgate.cli"]
+    web_cmd = [*me, "serve", "--host", args.host, "--port", str(args.port),
+               "--threads", str(args.threads), "--processes", str(args.processes),
+               "--no-migrate", "--no-worker", "--supervised"]
+    worker_cmd = [*me, "worker"]
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    web = subprocess.Popen(web_cmd)  # noqa: S603 - our own entry point
+    worker = subprocess.Popen(worker_cmd)  # noqa: S603
+    print(f"coachgate worker running in its own process (pid {worker.pid}) beside "
+          f"{args.processes} web processes", flush=True)
+    try:
+        while not stopping and web.poll() is None:
+            if worker.poll() is not None:
+                mark_process_dead(worker.pid)
+                print(f"coachgate worker exited ({worker.returncode}); restarting it",
+                      file=sys.stderr, flush=True)
+                time.sleep(1)
+                worker = subprocess.Popen(worker_cmd)  # noqa: S603
+            time.sleep(0.2)
+    finally:
+        for proc in (web, worker):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in (web, worker):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        mark_process_dead(worker.pid)
+    return 0 if stopping else int(web.returncode or 0)
+
+
+KEEPALIVE_S = 120  # waitress's default channel_timeout
+
+
+def _run_gunicorn(args: argparse.Namespace) -> int:
+    from django.db import connections
+    from gunicorn.app.base import BaseApplication
+
+    from coachgate.kit.metrics import count_requests, mark_process_dead
+    from coachgate.wsgi import application
+
+    proxy = str(_proxy_options().get("trusted_proxy", "") or "")
+    host = f"[{args.host}]" if ":" in args.host else args.host
+
+    def child_exit(_server: object, worker: Any) -> None:
+        mark_process_dead(worker.pid)
+
+    options: dict[str, Any] = {
+        "bind": [f"{host}:{args.port}"],
+        "workers": args.processes,
+        "worker_class": "gthread",
+        "threads": args.threads,
+        # gunicorn closes a keep-alive connection idle for 2 s by default; a client that
+        # sends on it just then gets "connection reset" (the booking race lost a POST so).
+        # Idle connections cost a gthread worker a socket, not a thread: keep them as long
+        # as waitress does in the one-process default (its channel_timeout).
+        "keepalive": KEEPALIVE_S,
+        "preload_app": True,  # loaded once here; web processes fork with it
+        "proc_name": "coachgate",
+        "errorlog": "-",
+        "loglevel": "info",
+        # As with waitress (_proxy_options): the scheme comes from X-Forwarded-Proto only
+        # when the trusted proxy sent it; the client address is kit.http's to work out.
+        "forwarded_allow_ips": proxy,
+        "secure_scheme_headers": {"X-FORWARDED-PROTO": "https"},
+        "child_exit": child_exit,
+    }
+
+    class Server(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types: BaseApplication is Any
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return count_requests(application, "gunicorn")
+
+    connections.close_all()  # no connection opened here may be shared by forked processes
+    print(f"coachgate listening on http://{args.host}:{args.port}/  ({args.processes} web "
+          f"processes x {args.threads} threads; Ctrl-C to stop)", flush=True)
+    Server().run()
     return 0
 
 
@@ -206,7 +352,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.no_lifecycle:
         threading.Thread(target=demo.run_lifecycle, args=(emu,), daemon=True).start()
     return cmd_serve(argparse.Namespace(host=args.host, port=args.port, threads=args.threads,
-                                        no_migrate=True, no_worker=False, with_worker=True))
+                                        no_migrate=True, no_worker=False, with_worker=True,
+                                        processes=1, supervised=False))
 
 
 def cmd_user(args: argparse.Namespace) -> int:
@@ -270,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-worker", action="store_true", help="do not run the worker in-process")
     s.add_argument("--with-worker", action="store_true",
                    help="run the worker in-process even on PostgreSQL")
+    s.add_argument("--processes", type=int, default=1,
+                   help="web processes on the one port (gunicorn); with N > 1 the worker, "
+                        "where serve runs one, is one more process (default 1: waitress, "
+                        "the worker in-process)")
+    s.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("worker", help="run gate workers (tasks as they fall due + sweeps)")
@@ -343,6 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "user" and args.action == "add" and not args.email:
         parser.error("user add needs --email")
+    if getattr(args, "processes", 1) < 1:
+        parser.error("--processes must be at least 1")
     return int(args.func(args))
 
 
