@@ -75,7 +75,7 @@ def main() -> int:
     p.add_argument("--n", type=int, default=200, help="requests of each kind")
     p.add_argument("--profile", type=int, default=25, metavar="TOP",
                    help="cProfile (CPU time) one kind of request, print TOP rows (0: off)")
-    p.add_argument("--what", choices=["win", "lose", "me"], default="win",
+    p.add_argument("--what", choices=["win", "service", "lose", "me"], default="win",
                    help="the requests to profile (default: the winning POSTs)")
     a = p.parse_args()
     setup_django()
@@ -130,10 +130,14 @@ def main() -> int:
     http_win = cpu_ms_each(lambda i: post(http_slots[i], offers[0], 201), a.n, "http_win")
     if prof:
         prof.disable()
+    if prof and a.what == "service":
+        prof.enable()
     service_win = cpu_ms_each(
         lambda i: scheduling.book_session(student, offers[1].pk,
                                           scheduling_start(service_slots[i]),
                                           now=clock.now()), a.n, "service_win")
+    if prof and a.what == "service":
+        prof.disable()
     post(lose_slots[0], offers[2], 201)
     if prof and a.what == "lose":
         prof.enable()

@@ -310,7 +310,7 @@ def test_notifications_once(setup: dict[str, Any], discord: DiscordEnv, now: dat
         services.converge(session.pk, now=t)
     kinds = sorted(Notification.objects.filter(user=setup["student"], channel="email")
                    .values_list("template", flat=True))
-    assert kinds == ["access_open", "session_reminder", "session_reminder"]
+    assert kinds == ["access_open", "booking_confirmed", "session_reminder", "session_reminder"]
     assert Notification.objects.filter(user=setup["coach"], template="access_open").exists()
 
 

@@ -18,6 +18,7 @@ from coachgate.billing import services as billing
 from coachgate.billing.models import BookingCharge, Settlement
 from coachgate.catalog import services as catalog
 from coachgate.kit.errors import (
+    BookingNotCompleted,
     IdempotencyKeyReused,
     InvalidTransition,
     SessionStarted,
@@ -234,20 +235,21 @@ def test_a_retry_returns_the_booking_even_after_the_slot_filled(offer, student) 
                                 intake={"note": "different"}, now=START - timedelta(days=2))
 
 
-# --- item 13: every receiver runs on its own, entry points are durable ---------------
+# --- item 13 (issue 10: reactions are part of the booking), entry points are durable ------
 
 
-def test_a_failing_access_receiver_does_not_stop_billing_or_the_confirmation(
+def test_a_failing_access_receiver_undoes_the_booking_and_what_billing_wrote(
         offer, student, committed, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("access is down")
 
-    monkeypatch.setattr(access, "sync_access_row", broken)
-    booking = committed(scheduling.book_session, student, offer.pk, START,
-                        now=START - timedelta(days=3))
-    assert not SessionAccess.objects.exists()  # access failed …
-    assert BookingCharge.objects.filter(booking=booking).exists()  # … billing recorded
-    assert Notification.objects.filter(user=student, template="booking_confirmed").exists()
+    monkeypatch.setattr(access, "create_access_row", broken)
+    with pytest.raises(BookingNotCompleted):
+        committed(scheduling.book_session, student, offer.pk, START,
+                  now=START - timedelta(days=3))
+    assert not Booking.objects.exists() and not SessionAccess.objects.exists()
+    assert not BookingCharge.objects.exists()
+    assert not Notification.objects.filter(template="booking_confirmed").exists()
 
 
 def test_every_kind_in_the_audit_trail_is_an_event_kind(coach, student, committed) -> None:

@@ -11,8 +11,14 @@ from django.dispatch import receiver
 from coachgate.accounts.models import User
 from coachgate.catalog.models import Delivery, Offer
 from coachgate.kit import clock
-from coachgate.scheduling.events import SessionEventKind, booking_requested, session_changed
-from coachgate.scheduling.models import Session
+from coachgate.scheduling.events import (
+    BOOKING_MADE,
+    SessionEventKind,
+    booking_made,
+    booking_requested,
+    session_changed,
+)
+from coachgate.scheduling.models import Booking, Session
 
 
 @receiver(booking_requested, dispatch_uid="access.check_booking")
@@ -33,11 +39,23 @@ _SAME_ACCESS = frozenset({SessionEventKind.STARTED, SessionEventKind.COMPLETED,
                           SessionEventKind.EARLY_END_SHORT})
 
 
+@receiver(booking_made, dispatch_uid="access.booking_made")
+def on_booking_made(sender: Any, *, booking: Booking, new_session: bool, now: datetime,
+                    **kwargs: Any) -> None:
+    # In the booking's transaction: the session never commits without its access row.
+    from . import services
+
+    if new_session:
+        services.create_access_row(booking.session, now=now)
+    else:  # another seat of a group session: its row exists
+        services.sync_access_row(booking.session, now=now)
+
+
 @receiver(session_changed, dispatch_uid="access.session_changed")
 def on_session_changed(sender: Any, *, kind: SessionEventKind, session_id: int,
                        booking_id: int | None, **kwargs: Any) -> None:
-    if kind in _SAME_ACCESS:
-        return
+    if kind in _SAME_ACCESS or kind in BOOKING_MADE:
+        return  # a new booking's row was written with it (booking_made)
     from . import services
 
     now = clock.now()

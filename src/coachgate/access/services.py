@@ -37,7 +37,7 @@ from coachgate.integrations.discord.client import (
     LimitReached,
     RetryLater,
 )
-from coachgate.kit import clock, due, metrics
+from coachgate.kit import clock, due, enqueue, metrics
 from coachgate.kit.config import conf
 from coachgate.kit.errors import CoachgateError
 from coachgate.scheduling.lifecycle import LIVE
@@ -129,11 +129,9 @@ def _policy(source: Session | Offer) -> AccessPolicy:
 def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
     """Create or update the session's access row after the session changed (booked,
     rescheduled, cancelled, finished) and schedule the wake-up. Runs in the caller's
-    transaction; the wake-up is enqueued on commit."""
+    transaction; the wake-up is enqueued with it (kit.enqueue)."""
     policy = _policy(session)
-    gates = rules.timeline(session.starts_at, session.ends_at, policy)
     window_start, window_end = rules.access_window(session.starts_at, session.ends_at, policy)
-    live = session.status in LIVE
     # Two bookings of one group session commit at once and both land here: the row is
     # created once (get_or_create retries the read after a lost insert) and then locked,
     # so the second update waits for the first.
@@ -150,6 +148,36 @@ def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
     row.window_start, row.window_end = window_start, window_end
     if not row.mode:  # a stand-in row made while the policy was unreadable (_create_row)
         row.mode = policy.discord_mode
+    _plan_next_run(row, session, policy, now)
+    # Only the fields this function owns: a gate run may be writing the Discord ones.
+    row.save(update_fields=["window_start", "window_end", "mode", "reminder_sent_before_s",
+                            "access_open_sent", "phase", "next_due_at", "updated_at"])
+    if row.next_due_at != previous_due:
+        # Unchanged: the wake-up enqueued when it was set still stands (and the sweep
+        # covers a lost one). A completed session's revoke gate needs no second task.
+        wake_up_on_commit(session.pk, row.next_due_at)
+    return row
+
+
+def create_access_row(session: Session, *, now: datetime) -> SessionAccess:
+    """``sync_access_row`` for a session created in this transaction (it has no row yet, so
+    there is nothing to read or lock): one INSERT."""
+    policy = _policy(session)
+    window_start, window_end = rules.access_window(session.starts_at, session.ends_at, policy)
+    row = SessionAccess(session=session, window_start=window_start, window_end=window_end,
+                        discord=session.offer.delivery == Delivery.DISCORD_VOICE,
+                        mode=policy.discord_mode)
+    _plan_next_run(row, session, policy, now)
+    row.save(force_insert=True)
+    wake_up_on_commit(session.pk, row.next_due_at)
+    return row
+
+
+def _plan_next_run(row: SessionAccess, session: Session, policy: AccessPolicy,
+                   now: datetime) -> None:
+    """The row's phase and when it runs next, from the session as it is now."""
+    gates = rules.timeline(session.starts_at, session.ends_at, policy)
+    live = session.status in LIVE
     desired = rules.desired_phase(gates, live=live, now=now)
     holds_nothing = not (row.channel_id or row.role_id or row.granted
                          or row.create_intent_at or (row.lease_until and row.lease_until > now))
@@ -161,14 +189,6 @@ def sync_access_row(session: Session, *, now: datetime) -> SessionAccess:
         row.next_due_at = now
     else:
         row.next_due_at = rules.next_due(gates, now=now, live=live)
-    # Only the fields this function owns: a gate run may be writing the Discord ones.
-    row.save(update_fields=["window_start", "window_end", "mode", "reminder_sent_before_s",
-                            "access_open_sent", "phase", "next_due_at", "updated_at"])
-    if row.next_due_at != previous_due:
-        # Unchanged: the wake-up enqueued when it was set still stands (and the sweep
-        # covers a lost one). A completed session's revoke gate needs no second task.
-        wake_up_on_commit(session.pk, row.next_due_at)
-    return row
 
 
 def wake_up_on_commit(session_id: int, at: datetime | None) -> None:
@@ -176,10 +196,7 @@ def wake_up_on_commit(session_id: int, at: datetime | None) -> None:
         return
     from .tasks import converge_session  # tasks import services: import here
 
-    def enqueue() -> None:
-        converge_session.using(run_after=at).enqueue(session_id)
-
-    transaction.on_commit(enqueue)
+    enqueue.enqueue(converge_session, session_id, run_after=at)
 
 
 def _reminder_due(row: SessionAccess, session: Session, gates: list[rules.Gate],

@@ -14,10 +14,11 @@ from coachgate.kit import clock
 from coachgate.scheduling.events import (
     BOOKING_MADE,
     SessionEventKind,
+    booking_made,
     booking_requested,
     session_changed,
 )
-from coachgate.scheduling.models import Session
+from coachgate.scheduling.models import Booking, Session
 
 from .models import SessionBilling
 
@@ -30,16 +31,25 @@ def check_booking(sender: Any, *, student: User, offer: Offer, start: datetime, 
     services.check_booking(student, offer)
 
 
+@receiver(booking_made, dispatch_uid="billing.booking_made")
+def on_booking_made(sender: Any, *, booking: Booking, new_session: bool, now: datetime,
+                    **kwargs: Any) -> None:
+    # In the booking's transaction: the booking never commits without its charge, payment
+    # and settlement gate.
+    from . import services
+
+    services.record_new_booking(booking, new_session=new_session, now=now)
+
+
 @receiver(session_changed, dispatch_uid="billing.session_changed")
 def on_session_changed(sender: Any, *, kind: SessionEventKind, session_id: int,
                        booking_id: int | None, **kwargs: Any) -> None:
+    if kind in BOOKING_MADE:
+        return  # recorded with the booking (booking_made)
     from . import services
 
     now = clock.now()
     with transaction.atomic():
-        if kind in BOOKING_MADE and booking_id is not None:
-            services.record_booking(booking_id, now=now)
-            return
         if SessionBilling.objects.filter(pk=session_id, settled_at__isnull=False).exists():
             return  # settled (usually by the very change that sent this event)
         session = Session.objects.select_related("offer").filter(pk=session_id).first()

@@ -229,6 +229,9 @@ def wake(task: Any, at: datetime) -> None:
 
 
 def wake_on_commit(task: Any, at: datetime | None) -> None:
-    # robust: the rows are the truth; a wake-up lost to an error is repaired by the sweep.
-    if at is not None:
-        transaction.on_commit(lambda: wake(task, at), robust=True)
+    """``wake`` once the current transaction commits, or with the transaction's other task
+    rows inside ``kit.enqueue.batch()``. Robust: the rows are the truth; a wake-up lost to
+    an error is repaired by the sweep."""
+    from coachgate.kit import enqueue
+
+    enqueue.wake(task, at)

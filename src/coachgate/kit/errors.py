@@ -112,6 +112,16 @@ class GuildFull(Conflict):
     )
 
 
+class BookingNotCompleted(CoachgateError):
+    """Something a booking needs (its access row, its charge, its confirmation) could not be
+    written, so the booking was undone with it: nothing was booked."""
+
+    status = 503
+    code = "booking_not_completed"
+    default_message = ("The booking could not be completed and nothing was booked. "
+                       "Please try again in a moment.")
+
+
 class DiscordNotConfigured(CoachgateError):
     status = 503
     code = "discord_not_configured"

@@ -36,6 +36,7 @@ from django.utils import timezone
 from coachgate.accounts import discord as accounts_discord
 from coachgate.accounts.models import Role, User
 from coachgate.integrations.discord.client import ActionRequired, RetryLater
+from coachgate.kit import enqueue
 from coachgate.kit.config import conf
 from coachgate.kit.metrics import NOTIFICATIONS
 
@@ -163,9 +164,37 @@ def notify(
             except IntegrityError:  # a concurrent caller inserted it first
                 row = Notification.objects.get(key=key, channel=channel)
         rows.append(row)
-    if created:
-        transaction.on_commit(lambda: _wake(created))
+    _enqueue_sends(created)
     return rows
+
+
+def _enqueue_sends(ids: Iterable[int]) -> None:
+    """The send task of each new row, with the caller's transaction (kit.enqueue)."""
+    from .tasks import send_notification
+
+    for pk in ids:
+        enqueue.enqueue(send_notification, pk)
+
+
+def notify_new(user: User, template: str, context: dict[str, Any], *, key: str,
+               channels: Iterable[str] = ALL_CHANNELS, now: datetime) -> None:
+    """``notify`` for a key that cannot have rows yet (the confirmation of a booking made in
+    this transaction): one INSERT for every channel instead of a read and an insert each.
+    Should rows exist after all, it falls back to ``notify``, which keeps them."""
+    if not template_exists(template):
+        raise ValueError(f"unknown notification template {template!r}")
+    payload = json.loads(json.dumps(context))  # JSON only: fail here, not in the worker
+    wanted = list(dict.fromkeys(channels))
+    try:
+        with transaction.atomic():  # a savepoint: a clash must not abort the caller's work
+            rows = Notification.objects.bulk_create([
+                Notification(key=key, channel=channel, user=user, template=template,
+                             context=payload, status=Status.PENDING, next_attempt_at=now,
+                             created_at=now) for channel in wanted])
+    except IntegrityError:
+        notify(user, template, context, key=key, channels=wanted, now=now)
+        return
+    _enqueue_sends(row.pk for row in rows)
 
 
 def notify_admins(

@@ -29,11 +29,20 @@ class SessionEventKind(StrEnum):
     STUDENT_MARKED_ABSENT = "student_marked_absent"  # one seat of a group session
 
 
-# A new booking exists (the booking id comes with the event).
+# A new booking exists (the booking id comes with the event). booking_made has reached
+# every receiver already, in the booking's transaction.
 BOOKING_MADE = frozenset({SessionEventKind.BOOKED, SessionEventKind.SEAT_TAKEN})
 
 # Sent with: kind (SessionEventKind), session_id (int), booking_id (int | None)
 session_changed = Signal()
+
+# Sent inside the booking's transaction once the booking row exists, with: booking (its
+# session, offer and coach loaded), new_session (bool: this booking created the session) and
+# now. Receivers write what a booking needs (its access row, its charge and gates, its
+# confirmation and their task rows, kit.enqueue) in that transaction, so a booking never
+# commits without them. Whatever a receiver raises undoes the booking: a CoachgateError
+# reaches the caller as it is, anything else as 503 booking_not_completed.
+booking_made = Signal()
 
 # Sent synchronously before a booking is written, with: student, offer, start, end, now.
 # A receiver refuses the booking by raising a CoachgateError (its 4xx reaches the caller).

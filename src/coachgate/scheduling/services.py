@@ -7,6 +7,7 @@ transaction and emits a session event once that transaction commits.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -24,10 +25,12 @@ from coachgate.catalog.rules import (
     validate_intake_answers,
 )
 from coachgate.catalog.services import coach_profile_of
-from coachgate.kit import clock, idempotency
+from coachgate.kit import clock, enqueue, idempotency
 from coachgate.kit.errors import (
     AlreadyBooked,
+    BookingNotCompleted,
     CancellationNotAllowed,
+    CoachgateError,
     Forbidden,
     InvalidInput,
     InvalidTransition,
@@ -41,7 +44,7 @@ from coachgate.kit.errors import (
 )
 
 from . import rules
-from .events import SessionEventKind, booking_requested, emit_on_commit
+from .events import SessionEventKind, booking_made, booking_requested, emit_on_commit
 from .lifecycle import (
     CancellationOutcome,
     SessionStatus,
@@ -58,6 +61,8 @@ from .models import (
     WeeklyAvailability,
 )
 from .signals import bump_availability_version
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 OVERLAP_CONSTRAINT = "scheduling_session_no_overlap"
@@ -364,7 +369,8 @@ def _is_transient(exc: OperationalError) -> bool:
 
 _BOOKING_OFFER_FIELDS = (
     "coach__id", "coach__timezone", "coach__status", "coach__availability_version",
-    "status", "capacity", "delivery", "access_policy", "money_policy", "free_cancellation_hours",
+    "coach__display_name", "title", "status", "capacity", "delivery", "access_policy",
+    "money_policy", "free_cancellation_hours",
     "price_minor", "currency", "pack_size", "duration_minutes", "intake_fields",
     "buffer_before_minutes", "buffer_after_minutes", "min_notice_minutes", "horizon_days",
     "max_sessions_per_day", "slot_step_minutes",
@@ -524,6 +530,31 @@ def _lock_coach_schedule(coach_id: int) -> bool:
 def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, Any],
                now: datetime, idem: Idempotency | None,
                on_booked: Callable[[Booking], None] | None) -> Booking:
+    # Every task row the booking's reactions enqueue is written with it, in one INSERT.
+    with enqueue.batch():
+        booking, new_session = _write_booking(student, offer, start, answers, now, idem,
+                                              on_booked)
+        _send_booking_made(booking, new_session, now)
+    return booking
+
+
+def _send_booking_made(booking: Booking, new_session: bool, now: datetime) -> None:
+    """booking_made to every receiver, in the booking's transaction; what one raises undoes
+    the booking (a lost race on PostgreSQL is retried by _book like any other)."""
+    try:
+        booking_made.send(sender=None, booking=booking, new_session=new_session, now=now)
+    except CoachgateError:
+        raise
+    except Exception as exc:
+        if isinstance(exc, OperationalError) and _is_transient(exc):
+            raise
+        log.exception("booking %s undone: a reaction to it failed", booking.pk)
+        raise BookingNotCompleted() from exc
+
+
+def _write_booking(student: User, offer: Offer, start: datetime, answers: dict[str, Any],
+                   now: datetime, idem: Idempotency | None,
+                   on_booked: Callable[[Booking], None] | None) -> tuple[Booking, bool]:
     end = start + timedelta(minutes=offer.duration_minutes)
     # One read of the coach's sessions answers most questions: the group session to join,
     # or the committed session that holds the time (most losers of a race stop here,
@@ -559,7 +590,7 @@ def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, 
     if on_booked is not None:
         on_booked(booking)
     _audit(session, kind, student, now, before, booking)
-    return booking
+    return booking, kind == SessionEventKind.BOOKED
 
 
 def _take_seat(student: User, offer: Offer, session_pk: int, start: datetime, now: datetime,
@@ -585,6 +616,7 @@ def _take_seat(student: User, offer: Offer, session_pk: int, start: datetime, no
     if not took:
         raise SessionFull()
     session.refresh_from_db()
+    session.offer, session.coach = offer, offer.coach  # what the reactions read
     return session, before
 
 

@@ -39,6 +39,7 @@ from .bookings import (
     forfeit_prepaid,
     fund_booking,
     record_booking,
+    record_new_booking,
     record_prepayment,
     sync_session_gate,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "receive_webhook",
     "record_booking",
     "record_meeting_event",
+    "record_new_booking",
     "record_payout",
     "record_prepayment",
     "report_coach_no_show",
