@@ -40,6 +40,7 @@ from coachgate.integrations.discord.client import (
 from coachgate.kit import clock, due, enqueue, metrics
 from coachgate.kit.config import conf
 from coachgate.kit.errors import CoachgateError
+from coachgate.kit.rows import insert as insert_rows
 from coachgate.scheduling.lifecycle import LIVE
 from coachgate.scheduling.models import Booking, BookingStatus, Session
 
@@ -168,7 +169,7 @@ def create_access_row(session: Session, *, now: datetime) -> SessionAccess:
                         discord=session.offer.delivery == Delivery.DISCORD_VOICE,
                         mode=policy.discord_mode)
     _plan_next_run(row, session, policy, now)
-    row.save(force_insert=True)
+    insert_rows(row)
     wake_up_on_commit(session.pk, row.next_due_at)
     return row
 

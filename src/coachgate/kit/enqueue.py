@@ -20,11 +20,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
 
 log = logging.getLogger(__name__)
 
@@ -107,24 +106,50 @@ def _flush(collected: _Batch) -> None:
     from django_tasks_db.compat import normalize_json
     from django_tasks_db.models import DBTaskResult, get_date_max
 
-    wakes = dict(collected.wakes)
-    if wakes:
-        waiting = Q()
-        for path, when in wakes:
-            waiting |= Q(task_path=path, run_after=when)
-        for key in (DBTaskResult.objects.filter(waiting, status="READY")
-                    .values_list("task_path", "run_after")):
-            wakes.pop(key, None)
+    from coachgate.kit.rows import insert as insert_rows
+
+    wakes = {(path, _utc(when)): task for (path, when), task in collected.wakes.items()}
+    for key in _waiting(DBTaskResult, list(wakes)):
+        wakes.pop(key, None)
     rows: list[DBTaskResult[Any, Any]] = []
+    checked: set[int] = set()
     for task, args, run_after in [*collected.calls,
                                   *((t, (), when) for (_, when), t in wakes.items())]:
-        planned = task.using(run_after=run_after) if run_after is not None else task
-        backend.validate_task(planned)
+        if id(task) not in checked:  # what enqueue() checks, once per task
+            backend.validate_task(task)
+            checked.add(id(task))
         rows.append(DBTaskResult(
             id=backend._get_id(), args_kwargs=normalize_json({"args": list(args), "kwargs": {}}),
-            priority=planned.priority, task_path=planned.module_path,
-            queue_name=planned.queue_name,
-            # what the backend's pre_save handler does (bulk_create sends no signals)
-            run_after=planned.run_after or get_date_max(), backend_name=backend.alias))
-    if rows:
-        DBTaskResult.objects.bulk_create(rows)
+            priority=task.priority, task_path=task.module_path, queue_name=task.queue_name,
+            # what the backend's pre_save handler does for "no time" (no signals here)
+            run_after=run_after or get_date_max(), backend_name=backend.alias))
+    insert_rows(*rows)
+
+
+def _waiting(model: Any, wanted: list[tuple[str, datetime]]) -> list[tuple[str, datetime]]:
+    """Which of these (task path, time) wake-ups are waiting already: one query, its SQL
+    built from the model's metadata (the ORM's compilation of the OR of pairs cost more than
+    the query)."""
+    if not wanted:
+        return []
+    qn = connection.ops.quote_name
+    f = {name: qn(model._meta.get_field(name).column)
+         for name in ("task_path", "run_after", "status")}
+    pairs = " OR ".join([f"({f['task_path']} = %s AND {f['run_after']} = %s)"] * len(wanted))
+    sql = (f"SELECT {f['task_path']}, {f['run_after']} FROM {qn(model._meta.db_table)} "  # noqa: S608
+           f"WHERE {f['status']} = %s AND ({pairs})")
+    run_after = model._meta.get_field("run_after")
+    params: list[Any] = ["READY"]
+    for path, when in wanted:
+        params += [path, run_after.get_db_prep_value(when, connection)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    return [(path, _utc(when)) for path, when in found]
+
+
+def _utc(value: datetime | str) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands back naive UTC text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -39,6 +39,7 @@ from coachgate.integrations.discord.client import ActionRequired, RetryLater
 from coachgate.kit import enqueue
 from coachgate.kit.config import conf
 from coachgate.kit.metrics import NOTIFICATIONS
+from coachgate.kit.rows import insert as insert_rows
 
 from . import rules
 from .models import Channel, Notification, Status
@@ -187,14 +188,14 @@ def notify_new(user: User, template: str, context: dict[str, Any], *, key: str,
     wanted = list(dict.fromkeys(channels))
     try:
         with transaction.atomic():  # a savepoint: a clash must not abort the caller's work
-            rows = Notification.objects.bulk_create([
-                Notification(key=key, channel=channel, user=user, template=template,
-                             context=payload, status=Status.PENDING, next_attempt_at=now,
-                             created_at=now) for channel in wanted])
+            made = [Notification(key=key, channel=channel, user=user, template=template,
+                                 context=payload, status=Status.PENDING, next_attempt_at=now,
+                                 created_at=now) for channel in wanted]
+            insert_rows(*made)
     except IntegrityError:
         notify(user, template, context, key=key, channels=wanted, now=now)
         return
-    _enqueue_sends(row.pk for row in rows)
+    _enqueue_sends(row.pk for row in made)
 
 
 def notify_admins(

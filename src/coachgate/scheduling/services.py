@@ -42,6 +42,8 @@ from coachgate.kit.errors import (
     SlotNotOffered,
     SlotTaken,
 )
+from coachgate.kit.rows import get_by_pk
+from coachgate.kit.rows import insert as insert_rows
 
 from . import rules
 from .events import SessionEventKind, booking_made, booking_requested, emit_on_commit
@@ -335,8 +337,8 @@ def _snapshot(session: Session) -> dict[str, Any]:
 
 def _audit(session: Session, kind: SessionEventKind, actor: User | None, now: datetime,
            before: dict[str, Any], booking: Booking | None = None) -> None:
-    SessionEvent.objects.create(session=session, booking=booking, kind=kind, actor=actor, at=now,
-                                before=before, after=_snapshot(session))
+    insert_rows(SessionEvent(session=session, booking=booking, kind=kind, actor=actor, at=now,
+                             before=before, after=_snapshot(session)))
     emit_on_commit(kind, session.pk, booking.pk if booking else None)
 
 
@@ -367,14 +369,27 @@ def _is_transient(exc: OperationalError) -> bool:
 # --- booking --------------------------------------------------------------------------
 
 
+# What booking reads of the offer and its coach (the full row's four JSON columns were a
+# fifth of a booking's CPU; bench/bench_booking_race.py). Other fields load on first access.
 _BOOKING_OFFER_FIELDS = (
-    "coach__id", "coach__timezone", "coach__status", "coach__availability_version",
-    "coach__display_name", "title", "status", "capacity", "delivery", "access_policy",
-    "money_policy", "free_cancellation_hours",
-    "price_minor", "currency", "pack_size", "duration_minutes", "intake_fields",
-    "buffer_before_minutes", "buffer_after_minutes", "min_notice_minutes", "horizon_days",
-    "max_sessions_per_day", "slot_step_minutes",
+    "id", "coach", "title", "status", "capacity", "delivery", "access_policy",
+    "money_policy", "free_cancellation_hours", "price_minor", "currency", "pack_size",
+    "duration_minutes", "intake_fields", "buffer_before_minutes", "buffer_after_minutes",
+    "min_notice_minutes", "horizon_days", "max_sessions_per_day", "slot_step_minutes",
 )
+_BOOKING_COACH_FIELDS = ("id", "timezone", "status", "availability_version", "display_name")
+
+
+def _offer_to_book(offer_id: int) -> Offer | None:
+    """The offer with its coach, in one read compiled once (kit.rows.get_by_pk)."""
+    found = get_by_pk(offer_id, (Offer, _BOOKING_OFFER_FIELDS),
+                      (CoachProfile, _BOOKING_COACH_FIELDS), join_on=("coach",))
+    if found is None:
+        return None
+    offer, coach = found
+    assert isinstance(offer, Offer) and isinstance(coach, CoachProfile)  # noqa: S101
+    offer.coach = coach
+    return offer
 
 
 @dataclass(frozen=True)
@@ -440,10 +455,7 @@ def book_session(
 def _book(student: User, offer_id: int, start: datetime, *, intake: dict[str, Any] | None,
           now: datetime, idem: Idempotency | None,
           on_booked: Callable[[Booking], None] | None) -> Booking:
-    # Only what booking reads: the full row (four JSON columns) was a fifth of a booking's
-    # CPU (bench/bench_booking_race.py). Other fields load on first access.
-    offer = (Offer.objects.select_related("coach").only(*_BOOKING_OFFER_FIELDS)
-             .filter(pk=offer_id).order_by().first())
+    offer = _offer_to_book(offer_id)
     if offer is None or not offer.is_bookable:
         raise OfferNotBookable(details={"offer_id": offer_id})
     answers = validate_intake_answers(offer.intake_fields, intake or {})
@@ -581,12 +593,13 @@ def _write_booking(student: User, offer: Offer, start: datetime, answers: dict[s
                           capacity=offer.capacity, seats_taken=1,
                           access_policy=offer.access_policy, money_policy=offer.money_policy)
         before = {}
-        session.save()
+        insert_rows(session)
         kind = SessionEventKind.BOOKED
-    booking = Booking.objects.create(
+    booking = Booking(
         session=session, student=student, intake_answers=answers, booked_at=now,
         free_cancellation_hours=offer.free_cancellation_hours,
         idempotency_key=idem.key if idem else "", request_digest=idem.digest if idem else "")
+    insert_rows(booking)
     if on_booked is not None:
         on_booked(booking)
     _audit(session, kind, student, now, before, booking)

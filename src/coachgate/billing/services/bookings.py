@@ -12,6 +12,7 @@ from coachgate.kit import money
 from coachgate.kit.errors import (
     PaymentMethodRequired,
 )
+from coachgate.kit.rows import insert as insert_rows
 from coachgate.scheduling.lifecycle import TERMINAL
 from coachgate.scheduling.models import Booking, BookingStatus, Session
 
@@ -80,14 +81,14 @@ def record_new_booking(booking: Booking, *, new_session: bool, now: datetime) ->
             booking=booking, session=session, student_id=booking.student_id,
             coach_id=session.coach_id, price_minor=session.offer.price_minor,
             currency=session.offer.currency, created_at=now)
-        charge.save(force_insert=True)
+        insert_rows(charge)
     if not charge.funded_by and charge.price_minor > 0:
         _payment_for_booking(charge, booking, now, new=True)
     if not new_session:  # another seat of a group session: its gate exists
         sync_session_gate(session, now=now)
         return
-    SessionBilling(session=session, settle_at=session.ends_at,
-                   next_due_at=session.ends_at).save(force_insert=True)
+    insert_rows(SessionBilling(session=session, settle_at=session.ends_at,
+                               next_due_at=session.ends_at))
     _wake_on_commit(session.ends_at)
 
 
@@ -103,7 +104,7 @@ def _payment_for_booking(charge: BookingCharge, booking: Booking, now: datetime,
               "authorize_at": at, "next_due_at": at, "created_at": now}
     if new:
         payment, created = Payment(key=f"booking:{booking.pk}", **fields), True
-        payment.save(force_insert=True)
+        insert_rows(payment)
     else:
         payment, created = Payment.objects.get_or_create(key=f"booking:{booking.pk}",
                                                          defaults=fields)

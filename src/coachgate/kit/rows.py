@@ -1,0 +1,108 @@
+"""INSERTs for the hot path, with their SQL built once per model.
+
+The ORM compiles an INSERT on every ``save()`` or ``bulk_create()``: for the small rows a
+booking writes (its session, booking and audit event, its access row, charge, payment,
+gate, confirmations and task rows) that compilation was most of a booking's CPU
+(bench/bench_booking_race.py; the profile is in docs/benchmarks.md). ``insert`` builds the
+statement once per (model, database vendor, row count) and fills it the way the ORM does:
+each field's ``pre_save`` (``auto_now``, defaults already set on the instance) and
+``get_db_prep_save``. It sends no model signals, so use it only for models nobody listens
+to (a test checks that the ones used here have no receivers).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.db import connection
+from django.db.models import Field, Model
+from django.db.models.fields import AutoFieldMixin
+
+
+@cache
+def _statement(model: type[Model], vendor: str,
+               count: int) -> tuple[str, tuple[Field[Any, Any], ...], bool]:
+    """The statement (only quoted table and column names from the model's own metadata are
+    put into it; every value is a parameter), its fields, whether the database makes the
+    key."""
+    meta = model._meta
+    auto_pk = isinstance(meta.pk, AutoFieldMixin)
+    fields = tuple(f for f in meta.concrete_fields if not (f.primary_key and auto_pk))
+    qn = connection.ops.quote_name
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    columns = ", ".join(qn(f.column) for f in fields)
+    sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {', '.join([one] * count)}"  # noqa: S608
+    if auto_pk and meta.pk is not None:
+        sql += f" RETURNING {qn(meta.pk.column)}"
+    return sql, fields, auto_pk
+
+
+def insert(*objs: Model) -> None:
+    """INSERT these new instances of one model in one statement, in the current
+    transaction; auto primary keys are set on them as ``save()`` would."""
+    if not objs:
+        return
+    model = type(objs[0])
+    if any(type(o) is not model for o in objs):
+        raise TypeError("insert() takes instances of one model")
+    sql, fields, auto_pk = _statement(model, connection.vendor, len(objs))
+    params: list[Any] = []
+    for obj in objs:
+        params += [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        keys = cursor.fetchall() if auto_pk else []
+    for i, obj in enumerate(objs):
+        if auto_pk:
+            obj.pk = keys[i][0]
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+@cache
+def _select(parts: tuple[tuple[type[Model], tuple[str, ...]], ...], join_on: tuple[str, ...],
+            vendor: str) -> tuple[str, tuple[tuple[Field[Any, Any], ...], ...]]:
+    qn = connection.ops.quote_name
+    # In the model's field order, as Model.from_db wants the values.
+    fields = tuple(tuple(f for f in model._meta.concrete_fields
+                         if f.name in names or f.attname in names) for model, names in parts)
+    columns = ", ".join(f"t{i}.{qn(f.column)}" for i, fs in enumerate(fields) for f in fs)
+    first = parts[0][0]._meta
+    sql = f"SELECT {columns} FROM {qn(first.db_table)} t0"  # noqa: S608
+    for i, ((model, _), fk) in enumerate(zip(parts[1:], join_on, strict=True), start=1):
+        target = model._meta
+        pk_column = target.pk.column if target.pk is not None else "id"
+        link = next(f for f in first.concrete_fields if f.name == fk)
+        sql += f" JOIN {qn(target.db_table)} t{i} ON t{i}.{qn(pk_column)} = t0.{qn(link.column)}"
+    key = first.pk.column if first.pk is not None else "id"
+    return sql + f" WHERE t0.{qn(key)} = %s", fields
+
+
+def get_by_pk(pk: Any, *parts: tuple[type[Model], tuple[str, ...]],
+              join_on: tuple[str, ...] = ()) -> list[Model] | None:
+    """The row of ``parts[0]``'s model with this key and, joined through its foreign keys
+    ``join_on`` (one per further part), the rows it points to: one instance per part with
+    only the named fields loaded (the rest deferred), each value converted as the ORM's
+    reads do; name the primary key among the fields. None if there is no such row. A read
+    compiled once: the ORM's compilation of a small ``select_related(...).only(...)`` was
+    most of its cost."""
+    sql, fields = _select(tuple(parts), tuple(join_on), connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    out: list[Model] = []
+    at = 0
+    for (model, _), fs in zip(parts, fields, strict=True):
+        values = []
+        for f, value in zip(fs, row[at:at + len(fs)], strict=True):
+            col = f.get_col(model._meta.db_table)
+            for convert in (*connection.ops.get_db_converters(col),
+                            *col.get_db_converters(connection)):
+                value = convert(value, col, connection)
+            values.append(value)
+        at += len(fs)
+        out.append(model.from_db(connection.alias, [f.attname for f in fs], values))
+    return out
