@@ -397,9 +397,9 @@ def test_warm_booking_does_not_reread_availability(offer, student, now,
     # transaction is a SAVEPOINT + RELEASE; PostgreSQL adds the coach's advisory lock (and
     # would re-read the sessions under it if the offer had buffers, a daily cap or seats).
     # Cold, weekly rules and overrides would add two reads. The reactions written with it
-    # (booking_made) add 9: the notifications in a savepoint (3), the access row, the
-    # charge, the payment, the settlement gate, and the task rows' check and insert.
+    # (booking_made) add 7: the notifications, the access row, the charge, the payment,
+    # the settlement gate, and the task rows' check and insert.
     from django.db import connection
 
-    with django_assert_num_queries(17 if connection.vendor == "postgresql" else 16):
+    with django_assert_num_queries(15 if connection.vendor == "postgresql" else 14):
         services.book_session(student, offer.pk, NINE + timedelta(hours=2), now=now)

@@ -21,8 +21,8 @@ from django.db.models.fields import AutoFieldMixin
 
 
 @cache
-def _statement(model: type[Model], vendor: str,
-               count: int) -> tuple[str, tuple[Field[Any, Any], ...], bool]:
+def _statement(model: type[Model], vendor: str, count: int,
+               skip_conflicts: bool) -> tuple[str, tuple[Field[Any, Any], ...], bool]:
     """The statement (only quoted table and column names from the model's own metadata are
     put into it; every value is a parameter), its fields, whether the database makes the
     key."""
@@ -33,31 +33,40 @@ def _statement(model: type[Model], vendor: str,
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     columns = ", ".join(qn(f.column) for f in fields)
     sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {', '.join([one] * count)}"  # noqa: S608
+    if skip_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
     if auto_pk and meta.pk is not None:
         sql += f" RETURNING {qn(meta.pk.column)}"
     return sql, fields, auto_pk
 
 
-def insert(*objs: Model) -> None:
+def insert(*objs: Model, skip_conflicts: bool = False) -> bool:
     """INSERT these new instances of one model in one statement, in the current
-    transaction; auto primary keys are set on them as ``save()`` would."""
+    transaction; auto primary keys are set on them as ``save()`` would. Returns True.
+
+    ``skip_conflicts``: rows that clash with a unique constraint are left out (ON CONFLICT
+    DO NOTHING, where ``bulk_create(ignore_conflicts=True)`` sets no keys); returns False if
+    any was, and then sets no keys (which rows went in is the caller's to read)."""
     if not objs:
-        return
+        return True
     model = type(objs[0])
     if any(type(o) is not model for o in objs):
         raise TypeError("insert() takes instances of one model")
-    sql, fields, auto_pk = _statement(model, connection.vendor, len(objs))
+    sql, fields, auto_pk = _statement(model, connection.vendor, len(objs), skip_conflicts)
     params: list[Any] = []
     for obj in objs:
         params += [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         keys = cursor.fetchall() if auto_pk else []
+        if skip_conflicts and (len(keys) if auto_pk else cursor.rowcount) < len(objs):
+            return False
     for i, obj in enumerate(objs):
         if auto_pk:
             obj.pk = keys[i][0]
         obj._state.adding = False
         obj._state.db = connection.alias
+    return True
 
 
 @cache

@@ -181,18 +181,16 @@ def notify_new(user: User, template: str, context: dict[str, Any], *, key: str,
                channels: Iterable[str] = ALL_CHANNELS, now: datetime) -> None:
     """``notify`` for a key that cannot have rows yet (the confirmation of a booking made in
     this transaction): one INSERT for every channel instead of a read and an insert each.
-    Should rows exist after all, it falls back to ``notify``, which keeps them."""
+    Should rows exist after all (a key reused), it falls back to ``notify``, which keeps
+    them; a row this call inserted beside one that existed is then woken by the sweep."""
     if not template_exists(template):
         raise ValueError(f"unknown notification template {template!r}")
     payload = json.loads(json.dumps(context))  # JSON only: fail here, not in the worker
     wanted = list(dict.fromkeys(channels))
-    try:
-        with transaction.atomic():  # a savepoint: a clash must not abort the caller's work
-            made = [Notification(key=key, channel=channel, user=user, template=template,
-                                 context=payload, status=Status.PENDING, next_attempt_at=now,
-                                 created_at=now) for channel in wanted]
-            insert_rows(*made)
-    except IntegrityError:
+    made = [Notification(key=key, channel=channel, user=user, template=template,
+                         context=payload, status=Status.PENDING, next_attempt_at=now,
+                         created_at=now) for channel in wanted]
+    if not insert_rows(*made, skip_conflicts=True):
         notify(user, template, context, key=key, channels=wanted, now=now)
         return
     _enqueue_sends(row.pk for row in made)

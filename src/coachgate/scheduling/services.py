@@ -473,7 +473,8 @@ def _book(student: User, offer_id: int, start: datetime, *, intake: dict[str, An
     for attempt in range(_ATTEMPTS):
         last = attempt == _ATTEMPTS - 1
         try:
-            return _book_once(student, offer, start, answers, now, idem, on_booked)
+            early = _read_before_the_transaction(offer, start) if attempt == 0 else None
+            return _book_once(student, offer, start, answers, now, idem, on_booked, early)
         except IntegrityError as exc:
             if "one_active_booking" in str(exc):
                 raise AlreadyBooked() from None
@@ -538,14 +539,31 @@ def _lock_coach_schedule(coach_id: int) -> bool:
     return True
 
 
+def _read_before_the_transaction(offer: Offer, start: datetime) -> list[SessionRow] | None:
+    """PostgreSQL: the coach's sessions, read before the booking's transaction begins, and
+    SlotTaken at once if a committed one holds the time (most attempts under contention:
+    they then cost no transaction at all). Under READ COMMITTED this read sees what the
+    transaction's first read would; what commits after it, the coach's lock and the
+    exclusion constraint deal with as before. SQLite: None (its read belongs inside the
+    transaction, which holds the database's write lock from its start)."""
+    if connection.vendor != "postgresql":
+        return None
+    sessions = _coach_sessions(offer.coach_id, start,
+                               start + timedelta(minutes=offer.duration_minutes))
+    if _group_session(sessions, offer, start) is None:
+        _raise_if_taken(sessions, start, start + timedelta(minutes=offer.duration_minutes))
+    return sessions
+
+
 @transaction.atomic(durable=True)
 def _book_once(student: User, offer: Offer, start: datetime, answers: dict[str, Any],
                now: datetime, idem: Idempotency | None,
-               on_booked: Callable[[Booking], None] | None) -> Booking:
+               on_booked: Callable[[Booking], None] | None,
+               sessions: list[SessionRow] | None = None) -> Booking:
     # Every task row the booking's reactions enqueue is written with it, in one INSERT.
     with enqueue.batch():
         booking, new_session = _write_booking(student, offer, start, answers, now, idem,
-                                              on_booked)
+                                              on_booked, sessions)
         _send_booking_made(booking, new_session, now)
     return booking
 
@@ -566,12 +584,14 @@ def _send_booking_made(booking: Booking, new_session: bool, now: datetime) -> No
 
 def _write_booking(student: User, offer: Offer, start: datetime, answers: dict[str, Any],
                    now: datetime, idem: Idempotency | None,
-                   on_booked: Callable[[Booking], None] | None) -> tuple[Booking, bool]:
+                   on_booked: Callable[[Booking], None] | None,
+                   sessions: list[SessionRow] | None) -> tuple[Booking, bool]:
     end = start + timedelta(minutes=offer.duration_minutes)
     # One read of the coach's sessions answers most questions: the group session to join,
     # or the committed session that holds the time (most losers of a race stop here,
-    # without queueing for the coach's lock).
-    sessions = _coach_sessions(offer.coach_id, start, end)
+    # without queueing for the coach's lock). ``sessions``: read already, just before.
+    if sessions is None:
+        sessions = _coach_sessions(offer.coach_id, start, end)
     group_pk = _group_session(sessions, offer, start)
     if group_pk is None:
         _raise_if_taken(sessions, start, end)
