@@ -20,7 +20,7 @@ from coachgate.kit.schema import JsonInt
 
 from . import services
 from .lifecycle import SessionStatus
-from .models import AvailabilityOverride, Session, SessionEvent, WeeklyAvailability
+from .models import AvailabilityOverride, Booking, Session, SessionEvent, WeeklyAvailability
 
 router = Router(tags=["scheduling"], auth=API_AUTH)
 
@@ -207,9 +207,12 @@ class EventOut(Schema):
     after: dict[str, Any]
 
 
-def _session_out(actor: User, session: Session) -> SessionOut:
-    prefetch_related_objects([session], "bookings__student")  # no-op when already loaded
-    bookings = sorted(session.bookings.all(), key=lambda b: b.pk)
+def _session_out(actor: User, session: Session,
+                 bookings: list[Booking] | None = None) -> SessionOut:
+    """``bookings``: the session's bookings the caller has at hand (else they are read)."""
+    if bookings is None:
+        prefetch_related_objects([session], "bookings__student")  # no-op when loaded
+        bookings = sorted(session.bookings.all(), key=lambda b: b.pk)
     if not (actor.is_admin or session.coach.user_id == actor.pk):
         bookings = [b for b in bookings if b.student_id == actor.pk]  # only their own seat
     return SessionOut(
@@ -238,7 +241,9 @@ def book(request: HttpRequest, payload: BookIn) -> Status[Any]:
     user = current_user(request)
     booking = services.book_session(user, payload.offer_id, payload.start, intake=payload.intake,
                                     idempotency_key=idempotency.key_from(request))
-    return Status(201, _session_out(user, booking.session))
+    # Only students book, and a student sees only their own seat: the booking at hand
+    # is the whole answer (no reads after the booking).
+    return Status(201, _session_out(user, booking.session, bookings=[booking]))
 
 
 @router.get("/sessions", response=list[SessionOut],

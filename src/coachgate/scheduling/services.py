@@ -377,7 +377,8 @@ _BOOKING_OFFER_FIELDS = (
     "duration_minutes", "intake_fields", "buffer_before_minutes", "buffer_after_minutes",
     "min_notice_minutes", "horizon_days", "max_sessions_per_day", "slot_step_minutes",
 )
-_BOOKING_COACH_FIELDS = ("id", "timezone", "status", "availability_version", "display_name")
+_BOOKING_COACH_FIELDS = ("id", "user", "timezone", "status", "availability_version",
+                         "display_name")
 
 
 def _offer_to_book(offer_id: int) -> Offer | None:
