@@ -5,12 +5,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 from zoneinfo import available_timezones
 
 from django.db import IntegrityError, transaction
 
 from coachgate.kit import clock
 from coachgate.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from coachgate.kit.rows import ALL, get_unique
 
 from .models import ApiToken, ApplicationStatus, CoachApplication, Role, User, token_digest
 
@@ -58,19 +60,23 @@ def issue_token(user: User, name: str = "default") -> IssuedToken:
 def authenticate_token(raw: str, *, now: datetime | None = None) -> User | None:
     if not raw.startswith(TOKEN_PREFIX):
         return None
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(digest=token_digest(raw), revoked_at__isnull=True)
-        .first()
-    )
-    if token is None or not token.user.is_active:
+    # Every API request starts here: one read compiled once (through the ORM, compiling
+    # the select_related query was ~0.9 ms of each request's CPU).
+    found = get_unique("digest", token_digest(raw),
+                       (ApiToken, ("id", "user", "revoked_at", "last_used_at")),
+                       (User, ALL), join_on=("user",))
+    if found is None:
         return None
+    token, user = cast(ApiToken, found[0]), cast(User, found[1])
+    if token.revoked_at is not None or not user.is_active:
+        return None
+    token.user = user
     when = now or clock.now()
     # Writing on every request would serialize readers on SQLite; a minute's precision is
     # all an operator needs to see whether a token is in use.
     if token.last_used_at is None or (when - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=when)
-    return token.user
+    return user
 
 
 def revoke_token(actor: User, token_id: int, *, now: datetime | None = None) -> None:

@@ -69,13 +69,17 @@ def insert(*objs: Model, skip_conflicts: bool = False) -> bool:
     return True
 
 
+ALL = ("*",)  # every concrete field of the part's model
+
+
 @cache
 def _select(parts: tuple[tuple[type[Model], tuple[str, ...]], ...], join_on: tuple[str, ...],
-            vendor: str) -> tuple[str, tuple[tuple[Field[Any, Any], ...], ...]]:
+            where: str, vendor: str) -> tuple[str, tuple[tuple[Field[Any, Any], ...], ...]]:
     qn = connection.ops.quote_name
     # In the model's field order, as Model.from_db wants the values.
     fields = tuple(tuple(f for f in model._meta.concrete_fields
-                         if f.name in names or f.attname in names) for model, names in parts)
+                         if names == ALL or f.name in names or f.attname in names)
+                   for model, names in parts)
     columns = ", ".join(f"t{i}.{qn(f.column)}" for i, fs in enumerate(fields) for f in fs)
     first = parts[0][0]._meta
     sql = f"SELECT {columns} FROM {qn(first.db_table)} t0"  # noqa: S608
@@ -84,7 +88,8 @@ def _select(parts: tuple[tuple[type[Model], tuple[str, ...]], ...], join_on: tup
         pk_column = target.pk.column if target.pk is not None else "id"
         link = next(f for f in first.concrete_fields if f.name == fk)
         sql += f" JOIN {qn(target.db_table)} t{i} ON t{i}.{qn(pk_column)} = t0.{qn(link.column)}"
-    key = first.pk.column if first.pk is not None else "id"
+    key = next(f.column for f in first.concrete_fields
+               if f.name == where or (f.primary_key and where == "pk"))
     return sql + f" WHERE t0.{qn(key)} = %s", fields
 
 
@@ -92,13 +97,19 @@ def get_by_pk(pk: Any, *parts: tuple[type[Model], tuple[str, ...]],
               join_on: tuple[str, ...] = ()) -> list[Model] | None:
     """The row of ``parts[0]``'s model with this key and, joined through its foreign keys
     ``join_on`` (one per further part), the rows it points to: one instance per part with
-    only the named fields loaded (the rest deferred), each value converted as the ORM's
-    reads do; name the primary key among the fields. None if there is no such row. A read
-    compiled once: the ORM's compilation of a small ``select_related(...).only(...)`` was
-    most of its cost."""
-    sql, fields = _select(tuple(parts), tuple(join_on), connection.vendor)
+    only the named fields loaded (the rest deferred; ``ALL`` for every field), each value
+    converted as the ORM's reads do; name the primary key among the fields. None if there
+    is no such row. A read compiled once: the ORM's compilation of a small
+    ``select_related(...).only(...)`` was most of its cost."""
+    return get_unique("pk", pk, *parts, join_on=join_on)
+
+
+def get_unique(field: str, value: Any, *parts: tuple[type[Model], tuple[str, ...]],
+               join_on: tuple[str, ...] = ()) -> list[Model] | None:
+    """``get_by_pk`` by another unique field of ``parts[0]``'s model."""
+    sql, fields = _select(tuple(parts), tuple(join_on), field, connection.vendor)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [pk])
+        cursor.execute(sql, [value])
         row = cursor.fetchone()
     if row is None:
         return None
