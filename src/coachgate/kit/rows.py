@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model
 from django.db.models.fields import AutoFieldMixin
 
@@ -29,7 +29,7 @@ def _statement(model: type[Model], vendor: str, count: int,
     meta = model._meta
     auto_pk = isinstance(meta.pk, AutoFieldMixin)
     fields = tuple(f for f in meta.concrete_fields if not (f.primary_key and auto_pk))
-    qn = connection.ops.quote_name
+    qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     columns = ", ".join(qn(f.column) for f in fields)
     sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {', '.join([one] * count)}"  # noqa: S608
@@ -52,6 +52,9 @@ def insert(*objs: Model, skip_conflicts: bool = False) -> bool:
     model = type(objs[0])
     if any(type(o) is not model for o in objs):
         raise TypeError("insert() takes instances of one model")
+    # The connection itself, not django.db.connection: every attribute read through that
+    # proxy is a thread-local lookup, and preparing values reads it per field.
+    connection = connections[DEFAULT_DB_ALIAS]
     sql, fields, auto_pk = _statement(model, connection.vendor, len(objs), skip_conflicts)
     params: list[Any] = []
     for obj in objs:
@@ -75,7 +78,7 @@ ALL = ("*",)  # every concrete field of the part's model
 @cache
 def _select(parts: tuple[tuple[type[Model], tuple[str, ...]], ...], join_on: tuple[str, ...],
             where: str, vendor: str) -> tuple[str, tuple[tuple[Field[Any, Any], ...], ...]]:
-    qn = connection.ops.quote_name
+    qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
     # In the model's field order, as Model.from_db wants the values.
     fields = tuple(tuple(f for f in model._meta.concrete_fields
                          if names == ALL or f.name in names or f.attname in names)
@@ -107,6 +110,7 @@ def get_by_pk(pk: Any, *parts: tuple[type[Model], tuple[str, ...]],
 def get_unique(field: str, value: Any, *parts: tuple[type[Model], tuple[str, ...]],
                join_on: tuple[str, ...] = ()) -> list[Model] | None:
     """``get_by_pk`` by another unique field of ``parts[0]``'s model."""
+    connection = connections[DEFAULT_DB_ALIAS]  # see insert()
     sql, fields = _select(tuple(parts), tuple(join_on), field, connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(sql, [value])
