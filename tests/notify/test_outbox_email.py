@@ -267,3 +267,16 @@ def test_concurrent_notify_calls_with_one_key_make_one_row_per_channel(dummy_tas
     assert errors == []
     assert Notification.objects.count() == 2
     assert len(seen) == 4 and all(pks == seen[0] for pks in seen)
+
+
+def test_send_due_delivers_what_is_due_and_nothing_else(db, smtp, dummy_tasks):
+    # The booking confirmations' shared wake-up (notify.tasks.send_due).
+    student = make_student()
+    first, second = _email(student, key="booked:1"), _email(student, key="booked:2")
+    later = _email(student, key="booked:3", now=NOW + timedelta(hours=1))
+    assert services.send_due(now=NOW) == 2
+    assert {n.pk: n.status for n in Notification.objects.all()} == {
+        first.pk: Status.SENT, second.pk: Status.SENT, later.pk: Status.PENDING}
+    assert len(smtp.messages) == 2
+    assert services.send_due(now=NOW) == 0  # sent rows are not sent again
+    assert len(smtp.messages) == 2

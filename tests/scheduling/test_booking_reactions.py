@@ -70,16 +70,16 @@ def test_a_booking_is_written_with_all_its_reactions_before_anything_commits(
     assert gate.next_due_at == session.ends_at and gate.settled_at is None
     assert sorted(Notification.objects.filter(key=f"booked:{booking.pk}")
                   .values_list("channel", flat=True)) == ["discord_dm", "email"]
-    # The tasks that wake each of them: the access gate, two sends and billing's wake-ups
-    # (the payment's authorisation and the settlement at the end).
+    # The tasks that wake each of them: the access gate, the outbox (one wake-up for
+    # both confirmations, half a second on) and billing's wake-ups (the payment's
+    # authorisation and the settlement at the end).
     assert task_paths() == sorted([
         "coachgate.access.tasks.converge_session",
         "coachgate.billing.tasks.run_due", "coachgate.billing.tasks.run_due",
-        "coachgate.notify.tasks.send_notification",
-        "coachgate.notify.tasks.send_notification"])
-    sends = DBTaskResult.objects.filter(task_path="coachgate.notify.tasks.send_notification")
-    assert sorted(t.args_kwargs["args"][0] for t in sends) == sorted(
-        Notification.objects.values_list("pk", flat=True))
+        "coachgate.notify.tasks.send_due"])
+    send = DBTaskResult.objects.get(task_path="coachgate.notify.tasks.send_due")
+    assert send.args_kwargs == {"args": [], "kwargs": {}}
+    assert timedelta(0) < send.run_after - now <= timedelta(seconds=1)
     converge = DBTaskResult.objects.get(task_path="coachgate.access.tasks.converge_session")
     assert converge.args_kwargs == {"args": [session.pk], "kwargs": {}}
     assert converge.run_after == access.next_due_at
@@ -161,6 +161,8 @@ def test_wake_ups_for_the_same_moment_are_written_once(offer, admin, now):
     assert SessionBilling.objects.filter(next_due_at=a.session.ends_at).count() == 2
     assert DBTaskResult.objects.filter(task_path="coachgate.billing.tasks.run_due",
                                        run_after=a.session.ends_at).count() == 1
-    # Access runs each session on its own: one task per session.
+    # Access runs each session on its own: one task per session. Both confirmations of
+    # the same instant share the outbox's wake-up.
     assert DBTaskResult.objects.filter(
         task_path="coachgate.access.tasks.converge_session").count() == 2
+    assert DBTaskResult.objects.filter(task_path="coachgate.notify.tasks.send_due").count() == 1

@@ -20,7 +20,7 @@ import re
 import smtplib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,7 +36,7 @@ from django.utils import timezone
 from coachgate.accounts import discord as accounts_discord
 from coachgate.accounts.models import Role, User
 from coachgate.integrations.discord.client import ActionRequired, RetryLater
-from coachgate.kit import enqueue
+from coachgate.kit import due, enqueue
 from coachgate.kit.config import conf
 from coachgate.kit.metrics import NOTIFICATIONS
 from coachgate.kit.rows import insert as insert_rows
@@ -193,7 +193,13 @@ def notify_new(user: User, template: str, context: dict[str, Any], *, key: str,
     if not insert_rows(*made, skip_conflicts=True):
         notify(user, template, context, key=key, channels=wanted, now=now)
         return
-    _enqueue_sends(row.pk for row in made)
+    from .tasks import send_due
+
+    # One wake-up for every confirmation of the next half second (kit.enqueue dedupes it),
+    # not a task per row. A grain ahead: the wake-up this joins cannot have started
+    # before this transaction commits (the check is its last statement). Were it to, the
+    # next wake-up or the sweep (LOST_AFTER) sends these.
+    enqueue.wake(send_due, now + timedelta(milliseconds=due.WAKE_GRAIN_MS))
 
 
 def notify_admins(
@@ -342,6 +348,15 @@ def deliver(notification_id: int, *, now: datetime) -> Notification | None:
         return _finish(n, "failed", status=Status.FAILED,
                        last_error=f"{type(exc).__name__}: {exc}")
     return _finish(n, "sent", status=Status.SENT, sent_at=now, last_error="")
+
+
+def send_due(*, now: datetime, limit: int = 500) -> int:
+    """Deliver pending notifications that are due, oldest first (at most ``limit``); returns
+    how many were attempted. Each is claimed on its own (``deliver``), so a second worker
+    running this at the same time skips what the first took."""
+    due_ids = list(Notification.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
+                   .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    return sum(deliver(pk, now=now) is not None for pk in due_ids)
 
 
 def sweep_outbox(*, now: datetime) -> int:

@@ -18,6 +18,13 @@ def send_notification(notification_id: int) -> str:
 
 
 @task()
+def send_due() -> int:
+    """notify.send_due: deliver every pending notification that is due (a wake-up, shared by
+    the confirmations of every booking made in the same half second)."""
+    return services.send_due(now=clock.now())
+
+
+@task()
 def sweep_notifications() -> int:
     """notify.sweep: wake lost pending rows, abandon rows stuck mid-send."""
     return services.sweep_outbox(now=clock.now())
