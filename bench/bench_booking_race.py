@@ -448,6 +448,12 @@ def group_main(specs: list[ClientSpec], barrier: Any, results: Any) -> None:
         import django
 
         django.setup()
+    if specs and specs[0].mode == "service":
+        # These processes stand for coachgate's web processes: set up as `coachgate serve`
+        # sets up its own (kit.runtime: garbage collection tuned for serving).
+        from coachgate.kit.runtime import tune_for_serving
+
+        tune_for_serving()
     threads = [threading.Thread(target=client_main, args=(spec, barrier, results))
                for spec in specs]
     for t in threads:

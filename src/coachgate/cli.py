@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from coachgate.kit.config import conf
+from coachgate.kit.runtime import tune_for_serving
 
 if TYPE_CHECKING:
     from coachgate.kit.worker import GateWorker
@@ -87,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         worker.start()
         print("coachgate worker running in-process (embedded default)", flush=True)
     print(f"coachgate listening on http://{args.host}:{args.port}/  (Ctrl-C to stop)", flush=True)
+    tune_for_serving()
     try:
         serve(count_requests(application, "waitress"), host=args.host, port=args.port,
               threads=args.threads, ident="coachgate", **_proxy_options())
@@ -233,6 +235,7 @@ def _run_gunicorn(args: argparse.Namespace) -> int:
             return count_requests(application, "gunicorn")
 
     connections.close_all()  # no connection opened here may be shared by forked processes
+    tune_for_serving()  # before the fork: the frozen start-up objects stay shared
     print(f"coachgate listening on http://{args.host}:{args.port}/  ({args.processes} web "
           f"processes x {args.threads} threads; Ctrl-C to stop)", flush=True)
     Server().run()
@@ -284,6 +287,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = _make_worker(sweep_interval=args.sweep_interval, poll_interval=args.poll,
                           sweep=not args.no_sweep, tasks=not args.sweep_only)
     print(f"coachgate worker {worker.worker_id} started", flush=True)
+    tune_for_serving()
     worker.run_forever()
     return 0
 
