@@ -287,7 +287,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     worker = _make_worker(sweep_interval=args.sweep_interval, poll_interval=args.poll,
                           sweep=not args.no_sweep, tasks=not args.sweep_only)
     print(f"coachgate worker {worker.worker_id} started", flush=True)
-    tune_for_serving()
+    # No kit.runtime tuning here: measured, the rarer but longer collections made access
+    # gates later (gate-lateness p99 0.32 s with it, 0.18 s without).
     worker.run_forever()
     return 0
 

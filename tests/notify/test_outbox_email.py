@@ -280,3 +280,23 @@ def test_send_due_delivers_what_is_due_and_nothing_else(db, smtp, dummy_tasks):
     assert len(smtp.messages) == 2
     assert services.send_due(now=NOW) == 0  # sent rows are not sent again
     assert len(smtp.messages) == 2
+
+
+def test_send_due_sends_a_batch_per_run_and_wakes_itself_for_the_rest(
+        db, smtp, django_capture_on_commit_callbacks):
+    from django_tasks_db.models import DBTaskResult
+
+    student = make_student()
+    for i in range(services.SEND_DUE_BATCH + 3):
+        _email(student, key=f"booked:{i}")
+    DBTaskResult.objects.all().delete()  # the rows' own send tasks: not what is tested
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.send_due(now=NOW, budget_s=60) == services.SEND_DUE_BATCH
+    assert len(smtp.messages) == services.SEND_DUE_BATCH
+    assert DBTaskResult.objects.filter(task_path="coachgate.notify.tasks.send_due",
+                                       status="READY").count() == 1
+    # Out of time after the first message: one per run, the rest left for the next.
+    assert services.send_due(now=NOW, budget_s=0) == 1
+    assert Notification.objects.filter(status=Status.PENDING).count() == 2
+    assert services.send_due(now=NOW, budget_s=60) == 2
+    assert not Notification.objects.filter(status=Status.PENDING).exists()

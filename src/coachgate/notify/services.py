@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import smtplib
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +37,7 @@ from django.utils import timezone
 from coachgate.accounts import discord as accounts_discord
 from coachgate.accounts.models import Role, User
 from coachgate.integrations.discord.client import ActionRequired, RetryLater
-from coachgate.kit import due, enqueue
+from coachgate.kit import clock, due, enqueue
 from coachgate.kit.config import conf
 from coachgate.kit.metrics import NOTIFICATIONS
 from coachgate.kit.rows import insert as insert_rows
@@ -350,13 +351,33 @@ def deliver(notification_id: int, *, now: datetime) -> Notification | None:
     return _finish(n, "sent", status=Status.SENT, sent_at=now, last_error="")
 
 
-def send_due(*, now: datetime, limit: int = 500) -> int:
-    """Deliver pending notifications that are due, oldest first (at most ``limit``); returns
-    how many were attempted. Each is claimed on its own (``deliver``), so a second worker
-    running this at the same time skips what the first took."""
+SEND_DUE_BATCH = 20
+SEND_DUE_BUDGET_S = 0.02
+
+
+def send_due(*, now: datetime, limit: int = SEND_DUE_BATCH,
+             budget_s: float = SEND_DUE_BUDGET_S) -> int:
+    """Deliver pending notifications that are due, oldest first: at most ``limit`` per run
+    and no more once ``budget_s`` has passed (a message takes a few milliseconds: one
+    e-mail or one Discord call); returns how many were attempted. With more waiting it
+    wakes itself again at once rather than carrying on, so a burst of bookings'
+    confirmations never holds up an access gate queued behind it on the same worker by
+    more than about one message (gates go first, priority 10). Each row is claimed on its
+    own (``deliver``), so a second worker running this skips what the first took."""
     due_ids = list(Notification.objects.filter(status=Status.PENDING, next_attempt_at__lte=now)
-                   .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-    return sum(deliver(pk, now=now) is not None for pk in due_ids)
+                   .order_by("next_attempt_at").values_list("pk", flat=True)[:limit + 1])
+    started = time.monotonic()
+    tried = done = 0
+    for pk in due_ids[:limit]:
+        tried += deliver(pk, now=now) is not None
+        done += 1
+        if time.monotonic() - started >= budget_s:
+            break
+    if len(due_ids) > done:
+        from .tasks import send_due as task
+
+        enqueue.wake(task, clock.now())
+    return tried
 
 
 def sweep_outbox(*, now: datetime) -> int:
