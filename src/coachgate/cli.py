@@ -88,7 +88,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         worker.start()
         print("coachgate worker running in-process (embedded default)", flush=True)
     print(f"coachgate listening on http://{args.host}:{args.port}/  (Ctrl-C to stop)", flush=True)
-    tune_for_serving()
+    if worker is None:  # the gate worker's latency suffers from it (kit.runtime)
+        tune_for_serving()
     try:
         serve(count_requests(application, "waitress"), host=args.host, port=args.port,
               threads=args.threads, ident="coachgate", **_proxy_options())
