@@ -251,7 +251,9 @@ def test_discord_outage_then_recovery(discord: DiscordEnv, worker: Worker,
     wait_for(lambda: phase(late) == "revoked", 20, "the late session's revoke")
     assert discord.session_channels() == []
     deleted = [e for e in discord.emu.log if e.action == "channel_delete"]
-    assert len(deleted) == 2
+    # Named in the message: once (under CI's parallel passes) a third delete was seen.
+    assert len(deleted) == 2, [(e.at, e.channel_id, e.details.get("name"), e.reason)
+                               for e in deleted]
     allowed = {ids[people["coaches"][1].pk], ids[people["students"][1].pk]}
     spans = discord.emu.view_intervals(creates_for(discord, late)[0].channel_id)
     assert set(spans) <= allowed and all(e is not None for iv in spans.values() for _, e in iv)
