@@ -157,6 +157,30 @@ def test_sweep_repairs_a_channel_deleted_by_hand_and_removes_orphans(
     assert visible_to(discord, channel["id"]) == {setup["ids"]["coach"], setup["ids"]["student"]}
 
 
+def test_a_channel_made_after_the_sweeps_listing_is_not_taken_for_drift(
+        setup: dict[str, Any], discord: DiscordEnv, now: datetime,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sweep lists the guild's channels, then reads the rows holding one. A run that
+    # created its channel in between (seen once under load: a second channel for one
+    # session) must not look deleted: the sweep asks for the channel before recreating.
+    session = book(setup["student"], setup["offer"].pk, START, now)
+    t = START - H
+    services.converge(session.pk, now=t)
+    held = SessionAccess.objects.get(pk=session.pk).channel_id
+    from coachgate.integrations.discord.client import DiscordClient
+
+    real = DiscordClient.list_guild_channels
+
+    def before_the_run(self: DiscordClient, guild_id: str) -> list[dict[str, Any]]:
+        return [c for c in real(self, guild_id) if str(c["id"]) != held]
+
+    monkeypatch.setattr(DiscordClient, "list_guild_channels", before_the_run)
+    report = services.sweep(now=t + S)
+    assert report.channels_recreated == 0
+    assert SessionAccess.objects.get(pk=session.pk).channel_id == held
+    assert [c["id"] for c in discord.session_channels()] == [held]
+
+
 def test_sweep_adds_back_a_member_removed_from_the_guild(
         setup: dict[str, Any], discord: DiscordEnv, now: datetime) -> None:
     session = book(setup["student"], setup["offer"].pk, START, now)

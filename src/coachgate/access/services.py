@@ -951,6 +951,16 @@ def prune_task_results(now: datetime, keep: timedelta = timedelta(hours=1)) -> i
     return len(old)
 
 
+def _channel_is_gone(client: DiscordClient, channel_id: str) -> bool:
+    """A held channel missing from the guild's listing: deleted behind our back, or made
+    by a run that finished after the listing was taken (then it is there when asked)."""
+    try:
+        client.get_channel(channel_id)
+    except DiscordNotFound:
+        return True
+    return False
+
+
 def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None:
     cfg = linked.guild_settings()
     if cfg is None:
@@ -970,12 +980,17 @@ def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None
         if row.archived:
             continue
         channel = by_id.get(channel_id)
-        if channel is None:
-            SessionAccess.objects.filter(pk=row.pk).update(
-                channel_id="", create_intent_at=None, granted=[], next_due_at=now)
-            report.channels_recreated += 1
-            _converge_isolated(row.pk, now=now, owner=owner)
+        if channel is None and _channel_is_gone(client, channel_id):
+            # Only if the row still holds that channel: a run may have replaced or removed
+            # it since `held` was read.
+            if SessionAccess.objects.filter(pk=row.pk, channel_id=channel_id).filter(
+                    Q(lease_until__isnull=True) | Q(lease_until__lte=now)).update(
+                    channel_id="", create_intent_at=None, granted=[], next_due_at=now):
+                report.channels_recreated += 1
+                _converge_isolated(row.pk, now=now, owner=owner)
             continue
+        if channel is None:
+            continue  # made after the listing (a run finished in between): not drift
         if row.mode == "member_overwrites":
             actual = sorted(str(o["id"]) for o in channel.get("permission_overwrites", [])
                             if int(o.get("type", 0)) == 1
