@@ -980,17 +980,16 @@ def repair_drift(report: SweepReport, *, now: datetime, owner: str = "") -> None
         if row.archived:
             continue
         channel = by_id.get(channel_id)
-        if channel is None and _channel_is_gone(client, channel_id):
-            # Only if the row still holds that channel: a run may have replaced or removed
-            # it since `held` was read.
-            if SessionAccess.objects.filter(pk=row.pk, channel_id=channel_id).filter(
+        if channel is None:
+            # Gone, or made after the listing by a run that finished in between (not
+            # drift). Reset only if the row still holds that channel and no run holds it.
+            if _channel_is_gone(client, channel_id) and SessionAccess.objects.filter(
+                    pk=row.pk, channel_id=channel_id).filter(
                     Q(lease_until__isnull=True) | Q(lease_until__lte=now)).update(
                     channel_id="", create_intent_at=None, granted=[], next_due_at=now):
                 report.channels_recreated += 1
                 _converge_isolated(row.pk, now=now, owner=owner)
             continue
-        if channel is None:
-            continue  # made after the listing (a run finished in between): not drift
         if row.mode == "member_overwrites":
             actual = sorted(str(o["id"]) for o in channel.get("permission_overwrites", [])
                             if int(o.get("type", 0)) == 1

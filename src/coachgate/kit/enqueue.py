@@ -15,7 +15,6 @@ all of its wake-ups in one query.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, transaction
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

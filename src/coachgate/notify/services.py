@@ -19,7 +19,7 @@ import logging
 import re
 import smtplib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -110,16 +110,6 @@ def render(template: str, context: dict[str, Any], user: User) -> Rendered:
 # --- Enqueueing -----------------------------------------------------------------------
 
 
-def _wake(ids: Sequence[int]) -> None:
-    from .tasks import send_notification
-
-    for pk in ids:
-        try:
-            send_notification.enqueue(pk)
-        except Exception:  # the row is the truth; the sweep wakes it later
-            log.exception("could not enqueue notification %s; the sweep will", pk)
-
-
 def _wake_at(pk: int, when: datetime) -> None:
     from .tasks import send_notification
 
@@ -171,7 +161,8 @@ def notify(
 
 
 def _enqueue_sends(ids: Iterable[int]) -> None:
-    """The send task of each new row, with the caller's transaction (kit.enqueue)."""
+    """The send task of each row, once the caller's transaction commits (kit.enqueue; a
+    failure to enqueue is logged: the row is the truth, and the sweep wakes it later)."""
     from .tasks import send_notification
 
     for pk in ids:
@@ -402,7 +393,7 @@ def sweep_outbox(*, now: datetime) -> int:
         status=Status.PENDING, next_attempt_at__lte=now - rules.LOST_AFTER,
     ).order_by("next_attempt_at").values_list("pk", flat=True)[:1000])
     if lost:
-        transaction.on_commit(lambda: _wake(lost))
+        _enqueue_sends(lost)
     return abandoned + len(lost)
 
 
@@ -416,5 +407,5 @@ def retry_failed(ids: Iterable[int], *, now: datetime) -> int:
     Notification.objects.filter(pk__in=pks, status=Status.FAILED).update(
         status=Status.PENDING, attempts=0, next_attempt_at=now, last_error="")
     if pks:
-        transaction.on_commit(lambda: _wake(pks))
+        _enqueue_sends(pks)
     return len(pks)

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, OperationalError, connection, transaction
@@ -387,9 +387,8 @@ def _offer_to_book(offer_id: int) -> Offer | None:
                       (CoachProfile, _BOOKING_COACH_FIELDS), join_on=("coach",))
     if found is None:
         return None
-    offer, coach = found
-    assert isinstance(offer, Offer) and isinstance(coach, CoachProfile)  # noqa: S101
-    offer.coach = coach
+    offer = cast(Offer, found[0])
+    offer.coach = cast(CoachProfile, found[1])
     return offer
 
 
@@ -549,10 +548,10 @@ def _read_before_the_transaction(offer: Offer, start: datetime) -> list[SessionR
     transaction, which holds the database's write lock from its start)."""
     if connection.vendor != "postgresql":
         return None
-    sessions = _coach_sessions(offer.coach_id, start,
-                               start + timedelta(minutes=offer.duration_minutes))
+    end = start + timedelta(minutes=offer.duration_minutes)
+    sessions = _coach_sessions(offer.coach_id, start, end)
     if _group_session(sessions, offer, start) is None:
-        _raise_if_taken(sessions, start, start + timedelta(minutes=offer.duration_minutes))
+        _raise_if_taken(sessions, start, end)
     return sessions
 
 

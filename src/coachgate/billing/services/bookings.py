@@ -45,12 +45,17 @@ def _charge_for(booking: Booking, now: datetime) -> BookingCharge:
         return booking.charge  # loaded with the booking (select_related), or fetched
     except BookingCharge.DoesNotExist:
         pass  # the booking's event was lost: its price is the offer's
-    session = booking.session
-    charge, _ = BookingCharge.objects.get_or_create(booking=booking, defaults={
-        "session": session, "student_id": booking.student_id, "coach_id": session.coach_id,
-        "price_minor": session.offer.price_minor, "currency": session.offer.currency,
-        "created_at": now})
+    charge, _ = BookingCharge.objects.get_or_create(booking=booking,
+                                                    defaults=_offer_price(booking, now))
     return charge
+
+
+def _offer_price(booking: Booking, now: datetime) -> dict[str, object]:
+    """The charge of a booking nothing prepaid: the offer's price."""
+    session = booking.session
+    return {"session": session, "student_id": booking.student_id,
+            "coach_id": session.coach_id, "price_minor": session.offer.price_minor,
+            "currency": session.offer.currency, "created_at": now}
 
 
 def record_booking(booking_id: int, *, now: datetime) -> None:
@@ -77,10 +82,7 @@ def record_new_booking(booking: Booking, *, new_session: bool, now: datetime) ->
         with contextlib.suppress(BookingCharge.DoesNotExist):  # a cached "none"
             charge = booking.charge
     if charge is None:
-        charge = BookingCharge(
-            booking=booking, session=session, student_id=booking.student_id,
-            coach_id=session.coach_id, price_minor=session.offer.price_minor,
-            currency=session.offer.currency, created_at=now)
+        charge = BookingCharge(booking=booking, **_offer_price(booking, now))
         insert_rows(charge)
     if not charge.funded_by and charge.price_minor > 0:
         _payment_for_booking(charge, booking, now, new=True)
