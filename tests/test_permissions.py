@@ -10,6 +10,7 @@ import time_machine
 
 from coachgate.accounts import services as accounts
 from coachgate.scheduling import services as scheduling
+from tests import web_permissions
 from tests.clients import Api
 from tests.factories import MONDAY, make_admin, make_coach, make_offer, make_student, token_for
 
@@ -251,6 +252,7 @@ WEB_TABLE = [
     ("GET", "/api/v1/", {}, ALL_404),
     ("POST", "/api/v1/", {}, ALL_404),
 ]
+WEB_TABLE += web_permissions.all_rows()  # each section's own rows (tests/web_permissions/)
 WEB_CASES = [(m, p, b, role, codes[i]) for m, p, b, codes in WEB_TABLE
              for i, role in enumerate(ROLES)]
 

@@ -175,13 +175,16 @@ WSGI_APPLICATION = "coachgate.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # web's templates first: they restyle allauth's pages (allauth/layouts/base.html)
+        # and give the 400/403/404/500 pages, which app order alone would not let them do.
+        "DIRS": [BASE_DIR / "web" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "coachgate.web.context.chrome",
             ],
         },
     },
@@ -319,6 +322,10 @@ STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
 WHITENOISE_USE_FINDERS = True
+# Uploads (coach photos, offer thumbnails): validated and re-encoded by Pillow, stored under
+# the data directory, served by coachgate.web (never a path the uploader chose).
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "/media/"
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = _env_bool("COACHGATE_SECURE_COOKIES", PRODUCTION)

@@ -43,6 +43,26 @@ def create_user(
     )
 
 
+def update_account(user: User, *, display_name: str, timezone: str) -> User:
+    """The account page's settings: the name others see and the zone pages show times in."""
+    name = display_name.strip()
+    if len(name) > 120:
+        raise InvalidInput("The display name is at most 120 characters.",
+                           details={"field": "display_name"})
+    if any(ord(c) < 32 for c in name):
+        raise InvalidInput("The display name may not contain control characters.",
+                           details={"field": "display_name"})
+    user.display_name = name
+    user.timezone = validate_timezone(timezone)
+    user.save(update_fields=["display_name", "timezone"])
+    return user
+
+
+def timezone_names() -> list[str]:
+    """Every IANA zone a user may choose, sorted (the account page's choices)."""
+    return sorted(_ZONES)
+
+
 @dataclass(frozen=True)
 class IssuedToken:
     token: ApiToken

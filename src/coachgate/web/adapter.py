@@ -13,3 +13,13 @@ from coachgate.kit.http import client_ip
 class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]  # allauth ships no type hints
     def get_client_ip(self, request: HttpRequest) -> str:
         return client_ip(request)
+
+    def get_login_redirect_url(self, request: HttpRequest) -> str:
+        """Where a login lands when no ?next= says otherwise: a coach on the dashboard, an
+        admin on the console, a student on the coaches."""
+        role = getattr(request.user, "role", "")
+        if role == "coach":
+            return "/coach/"
+        if role == "admin":
+            return "/ops/"
+        return str(super().get_login_redirect_url(request))

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import include, path
 
-from . import views
+from . import account, apply, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,4 +13,8 @@ urlpatterns = [
     path("sessions/<int:session_id>/cancel", views.cancel, name="cancel"),
     path("sessions/<int:session_id>/<slug:action>", views.outcome, name="outcome"),
     path("discord/join", views.discord_join, name="discord_join"),
+    path("account/", account.account_settings, name="account_settings"),
+    path("coach/", include("coachgate.web.coach.urls")),
+    path("ops/", include("coachgate.web.ops.urls")),
+    *apply.urlpatterns,
 ]

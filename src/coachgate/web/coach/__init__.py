@@ -1,0 +1,1 @@
+"""The coach dashboard (/coach/): one module per section, each with its urlpatterns."""

@@ -1,0 +1,1 @@
+"""The admin console (/ops/): statistics, the failures inbox, approvals, settings."""
