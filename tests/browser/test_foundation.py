@@ -60,3 +60,25 @@ def test_the_account_page_sets_the_zone_every_page_shows(page: Page, base_url: s
     student.refresh_from_db()
     assert (student.display_name, student.timezone) == ("Ada L.", "Asia/Tokyo")
     check(page, request, "account")
+
+
+def test_account_pages_are_styled_and_keyboard_reachable(page: Page, phone: Page, base_url: str,
+                                                         request: pytest.FixtureRequest) -> None:
+    student = make_student()
+    page.goto(base_url + "/accounts/password/reset/")
+    expect(page.get_by_role("heading", name="Password Reset")).to_be_visible()
+    check(page, request, "password-reset")
+    # The first Tab reaches the skip link, and following it moves focus to the content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main"
+    for p, width in ((page, "desktop"), (phone, "phone")):
+        login_as(p.context, base_url, student)
+        for path, heading in (("/accounts/email/", "Email Addresses"),
+                              ("/accounts/password/change/", "Change Password"),
+                              ("/accounts/3rdparty/", "Account Connections")):
+            p.goto(base_url + path)
+            expect(p.get_by_role("heading", name=heading)).to_be_visible()
+            expect(p.get_by_role("navigation", name="Account")).to_be_visible()
+            check(p, request, f"{path.strip('/').replace('/', '-')}-{width}")
