@@ -195,6 +195,19 @@ def outcome(request: HttpRequest, session_id: int, action: str) -> HttpResponse:
         messages.success(request, _OUTCOME_ACTIONS[action])
     except CoachgateError as exc:
         messages.error(request, exc.message)
+    return _back(request)
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    """Where the outcome buttons were pressed: the coach dashboard's session pages send
+    ``next`` (only a path under /coach/sessions/ is followed), everyone else the sessions
+    page."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    back = request.POST.get("next", "")
+    if back.startswith("/coach/sessions/") and url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(back)
     return redirect("sessions")
 
 
