@@ -44,8 +44,8 @@ class StatementForm(forms.Form):
     def __init__(self, *args: Any, currencies: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["currency"]
-        assert isinstance(field, forms.ChoiceField)
-        field.choices = [(c, c) for c in currencies]
+        if isinstance(field, forms.ChoiceField):  # always: declared above
+            field.choices = [(c, c) for c in currencies]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
