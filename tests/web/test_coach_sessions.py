@@ -111,7 +111,8 @@ def test_the_detail_page_shows_the_audit_trail_and_the_gate_timeline(booked, coa
     # The gates, planned from the policy the session was booked under, in the viewer's zone.
     assert "Access timeline" in text
     assert "Join button opens" in text and "Mon 3 Mar, 09:55" in text
-    assert "Access revoked" in text and "Mon 3 Mar, 12:00" in text  # the scheduled end + 1 h
+    assert "Access closes" in text and "Mon 3 Mar, 12:00" in text  # the scheduled end + 1 h
+    assert "Private channel" not in text  # a Jitsi session has no channel to make
     assert "Reminder 24 hours before" in text
     assert "times in Europe/London" in text
     assert "Completed" in text and "40.50" not in text
@@ -189,3 +190,33 @@ def test_the_overview_shows_next_sessions_counts_and_balance(booked, coach, stud
         billing.complete(coach, booked.pk, now=START + 45 * M)
         text = c.get("/coach/").text
     assert "45.00" in text and "owed to you" in text
+
+
+def test_a_discord_sessions_timeline_shows_when_each_gate_was_done(coach, student, now,
+                                                                    discord):
+    from coachgate.access import services as access
+
+    discord.link(coach, now=now)
+    discord.link(student, now=now)
+    offer = make_offer(coach, delivery="discord_voice")
+    session = scheduling.book_session(student, offer.pk, START, now=now).session
+    grant = START - timedelta(hours=2)  # the default policy: grant 2 h before the start
+    with time_machine.travel(grant + 7 * timedelta(seconds=1), tick=False):
+        access.converge(session.pk)
+        c = _client(coach)
+        text = c.get(f"/coach/sessions/{session.pk}/").text
+    assert "Private channel made (hidden)" in text and "open to the participants" in text
+    rows = text.split('<table class="stack gates">')[1].split("</table>")[0]
+    granted = rows.split("Access granted to coach and students")[1].split("</tr>")[0]
+    assert "Mon 3 Mar, 08:00" in granted and "Mon 3 Mar, 08:00:07" in granted
+    assert "badge-ok" in granted
+    revoked = rows.split("Access revoked")[1].split("</tr>")[0]
+    assert "upcoming" in revoked
+    with time_machine.travel(START + timedelta(hours=2, minutes=3), tick=False):
+        billing.complete(coach, session.pk, now=START + 50 * M)
+        access.converge(session.pk)
+        text = c.get(f"/coach/sessions/{session.pk}/").text
+    rows = text.split('<table class="stack gates">')[1].split("</table>")[0]
+    revoked = rows.split("Access revoked")[1].split("</tr>")[0]
+    assert "Mon 3 Mar, 12:00" in revoked and "Mon 3 Mar, 12:03:00" in revoked
+    assert "closed for good" in text

@@ -1172,6 +1172,8 @@ _GATE_WORDS = {
     GateKind.REMINDER: "Reminder sent",
     GateKind.REVOKE: "Access revoked",
 }
+_LINK_WORDS = {GateKind.GRANT: "Access opens to coach and students",
+               GateKind.REVOKE: "Access closes"}
 # The Discord calls that carry out each gate, by method (the first successful one at or
 # after the gate's time is when it was done).
 _GATE_CALLS = {GateKind.PROVISION: ("POST",), GateKind.GRANT: ("POST", "PUT", "PATCH"),
@@ -1216,8 +1218,13 @@ def gate_timeline(session: Session, *, now: datetime, calls_limit: int = 200) ->
         calls = list(DiscordCall.objects.filter(access=row, status__lt=300)
                      .order_by("at", "pk")[:calls_limit])
     steps: list[GateStep] = []
+    discord_delivery = row.discord if row is not None else (
+        session.offer.delivery == Delivery.DISCORD_VOICE)
     for g in gates:
-        label = _GATE_WORDS[g.kind]
+        if not discord_delivery and g.kind == GateKind.PROVISION:
+            continue  # no channel to make: access opens with the grant
+        label = _GATE_WORDS[g.kind] if discord_delivery else _LINK_WORDS.get(
+            g.kind, _GATE_WORDS[g.kind])
         if g.kind == GateKind.REMINDER:
             label = f"Reminder {_before_words(g.before_s)} before"
         state, done_at, note = "upcoming", None, ""
@@ -1249,8 +1256,6 @@ def gate_timeline(session: Session, *, now: datetime, calls_limit: int = 200) ->
                 reached_it = reached >= rules.PHASE_ORDER[phase] and now >= g.at
             if reached_it:
                 state = "done"
-                if row is not None and not row.discord:
-                    note = "nothing to call: the delivery is not Discord"
             elif not live and g.kind != GateKind.REVOKE:
                 state = "skipped"
             elif now >= g.at or (not live and g.kind == GateKind.REVOKE):

@@ -9,7 +9,7 @@ number of rows: a coach with 500 sessions gets pages of PAGE_SIZE.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -86,7 +86,11 @@ class SessionRow:
     payout: str = ""  # the coach's total payout of the session, once settled
     payout_minor: int | None = None
     settled: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def open(self) -> bool:
+        """Not yet ended in an outcome: the join link is still worth showing."""
+        return self.session.status in ("scheduled", "in_progress")
 
     @property
     def students(self) -> str:
