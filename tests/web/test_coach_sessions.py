@@ -220,3 +220,23 @@ def test_a_discord_sessions_timeline_shows_when_each_gate_was_done(coach, studen
     revoked = rows.split("Access revoked")[1].split("</tr>")[0]
     assert "Mon 3 Mar, 12:00" in revoked and "Mon 3 Mar, 12:03:00" in revoked
     assert "closed for good" in text
+
+
+def test_a_group_session_marks_each_absent_student_on_their_own(coach, now):
+    offer = make_offer(coach, title="Group", capacity=3)
+    ann, bob = make_student("ann@test.example"), make_student("bob@test.example")
+    session = scheduling.book_session(ann, offer.pk, START, now=now).session
+    scheduling.book_session(bob, offer.pk, START, now=now)
+    detail = f"/coach/sessions/{session.pk}/"
+    with time_machine.travel(START + 21 * M, tick=False):
+        c = _client(coach)
+        text = c.get(detail).text
+        assert "ann@test.example is absent" in text and "bob@test.example is absent" in text
+        assert text.count(f'action="/sessions/{session.pk}/no-show"') == 2
+        r = c.post(f"/sessions/{session.pk}/no-show", {"next": detail, "student_id": ann.pk})
+        assert r.status_code == 302 and r.url == detail
+        text = c.get(detail).text
+    assert "ann@test.example is absent" not in text and "bob@test.example is absent" in text
+    [s] = Settlement.objects.filter(session=session)
+    assert (s.student_id, s.outcome, s.payout_minor) == (ann.pk, "no_show_student", 2250)
+    assert "A student marked absent" in text and "22.50 USD" in text

@@ -1242,6 +1242,8 @@ def gate_timeline(session: Session, *, now: datetime, calls_limit: int = 200) ->
                 state, note = "skipped", "its time had passed"
             elif not live:
                 state = "skipped"
+            elif now >= session.starts_at:  # a reminder never goes out after the start
+                state, note = "skipped", "not sent before the start"
             elif now >= g.at:
                 state = "due"
         else:

@@ -191,7 +191,12 @@ def outcome(request: HttpRequest, session_id: int, action: str) -> HttpResponse:
         messages.error(request, "Unknown action.")
         return redirect("sessions")
     try:
-        calls[action](user, session_id)
+        student = request.POST.get("student_id", "")
+        if action == "no-show" and student.isdigit() and len(student) < 19:
+            # A group session: the coach names the absent student (the dashboard's buttons).
+            billing.mark_student_no_show(user, session_id, student_id=int(student))
+        else:
+            calls[action](user, session_id)
         messages.success(request, _OUTCOME_ACTIONS[action])
     except CoachgateError as exc:
         messages.error(request, exc.message)

@@ -68,6 +68,7 @@ class Answer:
 class Seat:
     """One booking of the session, as the coach sees it."""
     student: str
+    student_id: int
     active: bool
     answers: list[Answer]
     outcome: str = ""  # the settled outcome in words
@@ -86,6 +87,15 @@ class SessionRow:
     payout: str = ""  # the coach's total payout of the session, once settled
     payout_minor: int | None = None
     settled: bool = False
+
+    @property
+    def group(self) -> bool:
+        """More than one student: each is marked absent on their own."""
+        return sum(1 for s in self.seats if s.active) > 1
+
+    @property
+    def no_show_open(self) -> bool:
+        return any(action == "no-show" for action, _ in self.outcome.buttons)
 
     @property
     def open(self) -> bool:
@@ -162,7 +172,7 @@ def session_rows(user: User, sessions: list[Session], now: datetime) -> list[Ses
         by_booking = {x.booking_id: x for x in settled.get(s.pk, [])}
         seats: list[Seat] = []
         for b in s.bookings.all():
-            seat = Seat(_name(b.student), b.status == "active",
+            seat = Seat(_name(b.student), b.student_id, b.status == "active",
                         intake_answers(s.offer.intake_fields, b.intake_answers or {}))
             got = by_booking.get(b.pk)
             if got is not None:
@@ -223,6 +233,11 @@ def _who(event_actor_id: int | None, session: Session, user: User) -> str:
     return "an admin"
 
 
+def _status_word(status: Any) -> str:
+    words = {"scheduled": "scheduled", **{k: v.lower() for k, (v, _) in _STATUS_WORDS.items()}}
+    return words.get(str(status), str(status).replace("_", " "))
+
+
 def _change(before: dict[str, Any], after: dict[str, Any]) -> str:
     """What an event changed, in words: the status, the time, the seats."""
     from django.utils import timezone
@@ -230,8 +245,8 @@ def _change(before: dict[str, Any], after: dict[str, Any]) -> str:
 
     parts: list[str] = []
     if before.get("status") and before.get("status") != after.get("status"):
-        parts.append(f"{str(before['status']).replace('_', ' ')} → "
-                     f"{str(after.get('status', '')).replace('_', ' ')}")
+        parts.append(f"{_status_word(before['status'])} → "
+                     f"{_status_word(after.get('status', ''))}")
     if before.get("starts_at") and before.get("starts_at") != after.get("starts_at"):
         try:
             tz = timezone.get_current_timezone()
