@@ -6,6 +6,7 @@ coach marks the student absent and sees the payout there and in the earnings."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import time_machine
@@ -21,7 +22,7 @@ INTAKE = [{"label": "What do you want to work on?", "type": "text", "required": 
           {"label": "Level", "type": "choice", "choices": ["beginner", "advanced"]}]
 
 
-def _booked() -> tuple[object, object]:
+def _booked() -> tuple[Any, Any]:
     coach = make_coach(admin=make_admin())
     offer = make_offer(coach, title="Python code review", intake_fields=INTAKE)
     student = make_student("ada@test.example")
@@ -82,13 +83,23 @@ def test_a_coach_runs_a_session_from_the_dashboard(page: Page, phone: Page, base
         expect(page.locator(".audit")).to_contain_text("Student marked absent")
         check(page, request, "session-settled-desktop")
 
+        # A payout of part of it, and a pack another student bought: the earnings show both.
+        from coachgate.billing import services as billing
+        from coachgate.packs import services as packs
+
+        billing.record_payout(make_admin("payer@test.example"), coach.coach_profile.pk,
+                              currency="USD", amount_minor=1000, reference="wire-0042")
+        pack_offer = make_offer(coach, title="Five sessions", pack_size=5, price_minor=20000)
+        packs.buy_pack(make_student("pat@test.example"), pack_offer.pk)
         for p, width in ((page, "desktop"), (phone, "phone")):
             p.goto(base_url + "/coach/sessions/")
             expect(p.locator("table.sessions-table")).to_contain_text("Student absent")
             check(p, request, f"sessions-past-{width}")
             p.goto(base_url + "/coach/earnings/")
-            expect(p.locator(".balance")).to_have_text("22.50 USD")
-            expect(p.locator("table.months")).to_contain_text("March 2031")
+            expect(p.locator(".balance")).to_have_text("12.50 USD")
+            expect(p.locator("table.months")).to_contain_text("22.50 USD")
+            expect(p.locator("table.payouts")).to_contain_text("wire-0042")
+            expect(p.locator("table.packs")).to_contain_text("5 of 5")
             check(p, request, f"earnings-{width}")
         with page.expect_download() as got:
             page.get_by_role("button", name="Download CSV").click()
