@@ -240,3 +240,34 @@ def test_a_group_session_marks_each_absent_student_on_their_own(coach, now):
     [s] = Settlement.objects.filter(session=session)
     assert (s.student_id, s.outcome, s.payout_minor) == (ann.pk, "no_show_student", 2250)
     assert "A student marked absent" in text and "22.50 USD" in text
+
+
+def test_a_cancelled_session_shows_what_was_not_needed(booked, coach, now,
+                                                       django_capture_on_commit_callbacks):
+    with time_machine.travel(now, tick=False):
+        with django_capture_on_commit_callbacks(execute=True):  # access reacts on commit
+            scheduling.cancel_booking(coach, booked.pk, now=now)
+        c = _client(coach)
+        text = c.get(f"/coach/sessions/{booked.pk}/").text
+        listing = c.get("/coach/sessions/").text
+    rows = text.split('<table class="stack gates">')[1].split("</table>")[0]
+    opens = rows.split("Access opens to coach and students")[1].split("</tr>")[0]
+    assert "not needed" in opens
+    closes = rows.split("Access closes")[1].split("</tr>")[0]
+    assert "badge-ok" in closes and "closed for good" in text
+    assert "Cancelled" in text and "scheduled → cancelled" in text
+    assert "Join" not in text.split('id="gates-h"')[0].split("session-actions")[1]
+    past = listing.split('id="past-h"')[1]
+    assert "Cancelled" in past and "No upcoming sessions" in listing
+
+
+def test_a_session_whose_policies_cannot_be_read_still_renders(booked, coach, now):
+    """Policies stored before validation existed: the pages say so instead of a 500."""
+    Session.objects.filter(pk=booked.pk).update(access_policy={"grant_before_s": "soon"},
+                                                money_policy={"no_show_wait_ratio": []})
+    with time_machine.travel(START + 30 * M, tick=False):
+        c = _client(coach)
+        listing = c.get("/coach/sessions/")
+        detail = c.get(f"/coach/sessions/{booked.pk}/")
+    assert listing.status_code == 200 and "Access unavailable" in listing.text
+    assert detail.status_code == 200 and "access settings cannot be read" in detail.text
