@@ -101,6 +101,12 @@ def test_a_coach_runs_a_session_from_the_dashboard(page: Page, phone: Page, base
             expect(p.locator("table.payouts")).to_contain_text("wire-0042")
             expect(p.locator("table.packs")).to_contain_text("5 of 5")
             check(p, request, f"earnings-{width}")
+            p.get_by_role("button", name="Show here").click()
+            shown = p.locator("#statement-shown")
+            expect(shown).to_contain_text("Closing balance")
+            expect(shown.locator("dd").last).to_have_text("12.50 USD")
+            expect(shown.locator("table.statement-lines tbody tr")).to_have_count(2)
+            check(p, request, f"statement-{width}")
         with page.expect_download() as got:
             page.get_by_role("button", name="Download CSV").click()
         assert got.value.suggested_filename.endswith("-USD.csv")

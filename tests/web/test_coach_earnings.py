@@ -155,3 +155,16 @@ def test_packs_and_seats_in_use(coach, now, django_capture_on_commit_callbacks):
     section = text.split('id="packs-h"')[1]
     assert "Pat Pack" in section and "Five pack" in section and "5 of 5" in section
     assert "1 / 20" in text  # seats held of the coach's capacity
+
+
+def test_the_statement_shown_on_the_page_has_the_same_figures(settled, coach):
+    with time_machine.travel(LATER, tick=False):
+        r = _client(coach).get("/coach/earnings/statement", {
+            "start": "2031-03-01", "end": "2031-04-30", "currency": "USD", "format": "page"})
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/html")
+    shown = r.text.split('id="statement-shown"')[1].split("</section>")[0]
+    assert "1 Mar 2031 – 30 Apr 2031 · USD" in shown
+    for figure in ("0.00 USD", "94.50 USD", "50.00 USD", "44.50 USD"):  # open, earned, out, close
+        assert figure in shown
+    assert shown.count("<tr>") == 1 + 4  # the head and four ledger lines (the 0 moved nothing)
+    assert "Payout <span class=\"muted\">wire-1</span>" in shown and "-50.00 USD" in shown

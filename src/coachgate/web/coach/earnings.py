@@ -74,7 +74,23 @@ def _currencies(user: User, profile: CoachProfile) -> list[str]:
     return found or [conf().DEFAULT_CURRENCY]
 
 
-def _page(request: HttpRequest, form: StatementForm, status: int = 200) -> HttpResponse:
+STATEMENT_LINES_SHOWN = 100
+_KINDS = {"settle": "Settlement", "payout": "Payout", "refund": "Refund"}
+
+
+def _shown(st: ledger.Statement) -> dict[str, Any]:
+    money = {k: format_amount(getattr(st, f"{k}_minor"), st.currency)
+             for k in ("opening", "earned", "paid_out", "closing")}
+    return {"st": st, "money": money, "more": max(0, len(st.lines) - STATEMENT_LINES_SHOWN),
+            "lines": [(line, _KINDS.get(line.kind, line.kind.replace("_", " ").capitalize()),
+                       line.memo.removeprefix(f"{line.kind} "),
+                       format_amount(line.amount_minor, st.currency))
+                      for line in st.lines[:STATEMENT_LINES_SHOWN]],
+            "last_day": st.end - timedelta(days=1)}
+
+
+def _page(request: HttpRequest, form: StatementForm, status: int = 200,
+          statement: dict[str, Any] | None = None) -> HttpResponse:
     user: User = request.coach  # type: ignore[attr-defined]  # set by @coach_required
     profile: CoachProfile = request.profile  # type: ignore[attr-defined]  # set by @coach_required
     now = clock.now()
@@ -92,7 +108,7 @@ def _page(request: HttpRequest, form: StatementForm, status: int = 200) -> HttpR
                     format_amount(m.payout_minor, m.currency)) for m in months],
         "payouts": [(p, format_amount(p.amount_minor, p.currency)) for p in payouts],
         "seats": seats, "packs": list(active[:PACKS_SHOWN]), "packs_total": active.count(),
-        "months_shown": MONTHS,
+        "months_shown": MONTHS, "statement": statement,
     }, status=status)
 
 
@@ -118,7 +134,7 @@ def statement(request: HttpRequest) -> HttpResponse:
     profile: CoachProfile = request.profile  # type: ignore[attr-defined]  # set by @coach_required
     form = StatementForm(request.GET, currencies=_currencies(user, profile))
     fmt = request.GET.get("format", "csv")
-    if fmt not in ("csv", "json"):
+    if fmt not in ("csv", "json", "page"):
         form.add_error(None, "Download the statement as CSV or JSON.")
     if not form.is_valid():
         return _page(request, form, status=400)
@@ -133,6 +149,8 @@ def statement(request: HttpRequest) -> HttpResponse:
     name = (f"statement-coach{profile.pk}-{form.cleaned_data['start']:%Y%m%d}-"
             f"{form.cleaned_data['end']:%Y%m%d}-{currency}")
     response: HttpResponse
+    if fmt == "page":  # shown on the earnings page, the first lines of it
+        return _page(request, form, statement=_shown(st))
     if fmt == "csv":
         response = HttpResponse(ledger.statement_csv(st), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
