@@ -1200,6 +1200,7 @@ class GateTimeline:
 
 _PHASE_WORDS = {Phase.NONE: "nothing made yet", Phase.PROVISIONED: "channel made, hidden",
                 Phase.GRANTED: "open to the participants", Phase.REVOKED: "closed for good"}
+_LINK_PHASE_WORDS = {**_PHASE_WORDS, Phase.NONE: "not open yet", Phase.PROVISIONED: "not open yet"}
 
 
 def gate_timeline(session: Session, *, now: datetime, calls_limit: int = 200) -> GateTimeline:
@@ -1243,7 +1244,7 @@ def gate_timeline(session: Session, *, now: datetime, calls_limit: int = 200) ->
             elif not live:
                 state = "skipped"
             elif now >= session.starts_at:  # a reminder never goes out after the start
-                state, note = "skipped", "not sent before the start"
+                state, note = "skipped", "the session had started"
             elif now >= g.at:
                 state = "due"
         else:
@@ -1267,7 +1268,8 @@ def gate_timeline(session: Session, *, now: datetime, calls_limit: int = 200) ->
     if row is not None and row.error_kind:
         problem = ("Retrying: the last run could not reach Discord." if row.error_kind == "retry"
                    else "Someone must act: the platform's admins have been told.")
-    return GateTimeline(steps, _PHASE_WORDS[Phase(row.phase)] if row else _PHASE_WORDS[Phase.NONE],
+    words = _PHASE_WORDS if discord_delivery else _LINK_PHASE_WORDS
+    return GateTimeline(steps, words[Phase(row.phase)] if row else words[Phase.NONE],
                         row.last_run_at if row else None, problem)
 
 
