@@ -1159,3 +1159,123 @@ def record_guild_channels(guild_id: str, channels: list[dict[str, Any]],
     GuildState.objects.update_or_create(guild_id=guild_id, defaults={
         "other_channels": len(channels) - ours, "checked_at": now})
     return ours
+
+
+# --- the gate timeline of one session, for its coach's page ---------------------------------
+
+_GATE_PHASE = {GateKind.PROVISION: Phase.PROVISIONED, GateKind.GRANT: Phase.GRANTED,
+               GateKind.REVOKE: Phase.REVOKED}
+_GATE_WORDS = {
+    GateKind.PROVISION: "Private channel made (hidden)",
+    GateKind.GRANT: "Access granted to coach and students",
+    GateKind.JOIN_WINDOW: "Join button opens",
+    GateKind.REMINDER: "Reminder sent",
+    GateKind.REVOKE: "Access revoked",
+}
+_LINK_WORDS = {GateKind.GRANT: "Access opens to coach and students",
+               GateKind.REVOKE: "Access closes"}
+# The Discord calls that carry out each gate, by method (the first successful one at or
+# after the gate's time is when it was done).
+_GATE_CALLS = {GateKind.PROVISION: ("POST",), GateKind.GRANT: ("POST", "PUT", "PATCH"),
+               GateKind.REVOKE: ("DELETE", "PATCH")}
+
+
+@dataclass(frozen=True)
+class GateStep:
+    kind: str
+    label: str
+    planned_at: datetime
+    state: str  # done | due | upcoming | skipped
+    done_at: datetime | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class GateTimeline:
+    steps: list[GateStep]
+    phase: str  # the access that exists now, in words
+    last_run_at: datetime | None
+    problem: str = ""  # why access is not working, in words, when it is not
+
+
+_PHASE_WORDS = {Phase.NONE: "nothing made yet", Phase.PROVISIONED: "channel made, hidden",
+                Phase.GRANTED: "open to the participants", Phase.REVOKED: "closed for good"}
+_LINK_PHASE_WORDS = {**_PHASE_WORDS, Phase.NONE: "not open yet", Phase.PROVISIONED: "not open yet"}
+
+
+def gate_timeline(session: Session, *, now: datetime, calls_limit: int = 200) -> GateTimeline:
+    """Each gate of the session: when it is planned (from the policy the session was booked
+    under) and whether and when it was done, read from the session's access row and the
+    Discord calls its runs made (two bounded queries). Raises AccessUnavailable when the
+    session's access policy cannot be read."""
+    gates = readable_gates(session)
+    row = SessionAccess.objects.filter(pk=session.pk).first()
+    live = session.status in LIVE
+    reached = rules.PHASE_ORDER[Phase(row.phase)] if row is not None else 0
+    # When access ended: its revoke gate, or (cancelled) when the session last changed.
+    ended = rules.gate_at(gates, GateKind.REVOKE) if live else session.updated_at
+    calls: list[DiscordCall] = []
+    if row is not None and row.discord:
+        calls = list(DiscordCall.objects.filter(access=row, status__lt=300)
+                     .order_by("at", "pk")[:calls_limit])
+    steps: list[GateStep] = []
+    discord_delivery = row.discord if row is not None else (
+        session.offer.delivery == Delivery.DISCORD_VOICE)
+    for g in gates:
+        if not discord_delivery and g.kind == GateKind.PROVISION:
+            continue  # no channel to make: access opens with the grant
+        label = _GATE_WORDS[g.kind] if discord_delivery else _LINK_WORDS.get(
+            g.kind, _GATE_WORDS[g.kind])
+        if g.kind == GateKind.REMINDER:
+            label = f"Reminder {_before_words(g.before_s)} before"
+        state, done_at, note = "upcoming", None, ""
+        if g.kind == GateKind.JOIN_WINDOW:
+            # Read when a page asks: nothing runs, it is open from its time.
+            if not live and now < g.at:
+                state = "skipped"
+            elif now >= g.at:
+                state, done_at = "done", g.at
+        elif g.kind == GateKind.REMINDER:
+            sent = row.reminder_sent_before_s if row is not None else None
+            if sent is not None and sent == g.before_s:
+                state = "done"
+            elif g.at < session.created_at or (sent is not None and g.before_s > sent):
+                state, note = "skipped", "its time had passed"
+            elif not live:
+                state = "skipped"
+            elif now >= session.starts_at:  # a reminder never goes out after the start
+                state, note = "skipped", "the session had started"
+            elif now >= g.at:
+                state = "due"
+        else:
+            phase = _GATE_PHASE[g.kind]
+            done_at = next((c.at for c in calls if c.at >= g.at
+                            and c.method in _GATE_CALLS[g.kind]), None)
+            if g.kind == GateKind.REVOKE:
+                reached_it = reached >= rules.PHASE_ORDER[phase]
+            elif reached == rules.PHASE_ORDER[Phase.REVOKED]:  # over: was it reached before?
+                reached_it = done_at is not None if calls else g.at < ended <= now
+            else:
+                reached_it = reached >= rules.PHASE_ORDER[phase] and now >= g.at
+            if reached_it:
+                state = "done"
+            elif not live and g.kind != GateKind.REVOKE:
+                state = "skipped"
+            elif now >= g.at or (not live and g.kind == GateKind.REVOKE):
+                state = "due"
+        steps.append(GateStep(g.kind.value, label, g.at, state, done_at, note))
+    problem = ""
+    if row is not None and row.error_kind:
+        problem = ("Retrying: the last run could not reach Discord." if row.error_kind == "retry"
+                   else "Someone must act: the platform's admins have been told.")
+    words = _PHASE_WORDS if discord_delivery else _LINK_PHASE_WORDS
+    return GateTimeline(steps, words[Phase(row.phase)] if row else words[Phase.NONE],
+                        row.last_run_at if row else None, problem)
+
+
+def _before_words(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    minutes = seconds // 60
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"

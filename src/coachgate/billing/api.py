@@ -198,10 +198,7 @@ def statement(request: HttpRequest, coach_id: int, q: Query[StatementQuery]
             f'attachment; filename="statement-coach{coach_id}-{st.start:%Y%m%d}-'
             f'{st.end:%Y%m%d}-{currency}.csv"')
         return response
-    return StatementOut(coach_id=coach_id, currency=currency, start=st.start, end=st.end,
-                       opening_minor=st.opening_minor, earned_minor=st.earned_minor,
-                       paid_out_minor=st.paid_out_minor, closing_minor=st.closing_minor,
-                       lines=[StatementLineOut(**vars(line)) for line in st.lines])
+    return StatementOut(**services.statement_document(coach_id, st))
 
 
 class PayoutIn(Schema):

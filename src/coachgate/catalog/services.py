@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 
 from coachgate.accounts.models import ApplicationStatus, CoachApplication, Role, User
 from coachgate.accounts.services import lock_pending_application, validate_timezone
@@ -56,6 +56,18 @@ def coach_profile_of(actor: User) -> CoachProfile:
     if profile is None:
         raise Forbidden("Only an approved coach can do this.")
     return profile
+
+
+def coach_offer_counts(actor: User) -> dict[str, int]:
+    """How many offers the coach has per status, and ``discord``: how many of the
+    non-archived ones are delivered in Discord (one aggregate query)."""
+    got = Offer.objects.filter(coach__user=actor).aggregate(
+        draft=Count("pk", filter=Q(status=OfferStatus.DRAFT)),
+        published=Count("pk", filter=Q(status=OfferStatus.PUBLISHED)),
+        archived=Count("pk", filter=Q(status=OfferStatus.ARCHIVED)),
+        discord=Count("pk", filter=~Q(status=OfferStatus.ARCHIVED)
+                      & Q(delivery=Delivery.DISCORD_VOICE)))
+    return {k: int(v or 0) for k, v in got.items()}
 
 
 def update_coach_profile(actor: User, changes: dict[str, Any]) -> CoachProfile:

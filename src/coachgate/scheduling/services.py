@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Count, F, Prefetch, Q, QuerySet
 
 from coachgate.accounts.models import Role, User
 from coachgate.catalog.models import CoachProfile, Offer
@@ -695,6 +695,57 @@ def session_events(actor: User, session_id: int) -> list[SessionEvent]:
             if part.get("student_id") not in (None, actor.pk):
                 part.pop("student_id")
     return events
+
+
+# --- the coach dashboard's reads ------------------------------------------------------
+
+OPEN_STATUSES = [SessionStatus.SCHEDULED.value, SessionStatus.IN_PROGRESS.value]
+
+
+def coached_sessions(actor: User) -> QuerySet[Session]:
+    """The sessions the actor coaches (none for anyone else), with their offer, coach and
+    bookings (each with its student) loaded in one more query per page, never per row."""
+    return (Session.objects.filter(coach__user=actor).select_related("offer", "coach")
+            .prefetch_related(Prefetch("bookings", queryset=Booking.objects
+                                       .select_related("student").order_by("booked_at", "pk"))))
+
+
+def coach_upcoming(actor: User) -> QuerySet[Session]:
+    """Not yet ended in an outcome (scheduled, running, or waiting to be settled), soonest
+    first."""
+    return coached_sessions(actor).filter(status__in=OPEN_STATUSES).order_by("starts_at", "pk")
+
+
+def coach_past(actor: User) -> QuerySet[Session]:
+    """Ended in an outcome or cancelled, the latest first."""
+    return coached_sessions(actor).exclude(status__in=OPEN_STATUSES).order_by("-starts_at",
+                                                                               "-pk")
+
+
+def get_coached_session(actor: User, session_id: int) -> Session:
+    """One session the actor coaches; another coach's (or none) is not found."""
+    session = coached_sessions(actor).filter(pk=session_id).first() \
+        if 0 < session_id < 2**63 else None
+    if session is None:
+        raise NotFound("No such session.")
+    return session
+
+
+@dataclass(frozen=True)
+class CoachCounts:
+    upcoming_until: int  # open sessions starting from now until ``until``
+    awaiting_outcome: int  # open sessions whose start has passed
+    total: int  # every session the coach ever had (cancelled ones too)
+
+
+def coach_counts(actor: User, *, now: datetime, until: datetime) -> CoachCounts:
+    """The dashboard's counts in one aggregate query."""
+    open_ = Q(status__in=OPEN_STATUSES)
+    got = Session.objects.filter(coach__user=actor).aggregate(
+        upcoming=Count("pk", filter=open_ & Q(starts_at__gte=now, starts_at__lt=until)),
+        awaiting=Count("pk", filter=open_ & Q(starts_at__lte=now)),
+        total=Count("pk"))
+    return CoachCounts(got["upcoming"] or 0, got["awaiting"] or 0, got["total"] or 0)
 
 
 def _is_coach_of(actor: User, session: Session) -> bool:

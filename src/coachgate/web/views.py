@@ -191,10 +191,28 @@ def outcome(request: HttpRequest, session_id: int, action: str) -> HttpResponse:
         messages.error(request, "Unknown action.")
         return redirect("sessions")
     try:
-        calls[action](user, session_id)
+        student = request.POST.get("student_id", "")
+        if action == "no-show" and student.isdigit() and len(student) < 19:
+            # A group session: the coach names the absent student (the dashboard's buttons).
+            billing.mark_student_no_show(user, session_id, student_id=int(student))
+        else:
+            calls[action](user, session_id)
         messages.success(request, _OUTCOME_ACTIONS[action])
     except CoachgateError as exc:
         messages.error(request, exc.message)
+    return _back(request)
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    """Where the outcome buttons were pressed: the coach dashboard's session pages send
+    ``next`` (only a path under /coach/sessions/ is followed), everyone else the sessions
+    page."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    back = request.POST.get("next", "")
+    if back.startswith("/coach/sessions/") and url_has_allowed_host_and_scheme(
+            back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(back)
     return redirect("sessions")
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncMonth
 
 from coachgate.accounts.models import User
 from coachgate.catalog.models import CoachProfile
@@ -24,6 +27,7 @@ from coachgate.scheduling.models import Session
 from .. import ledger, rules
 from ..models import (
     JournalEntry,
+    LedgerLine,
     Settlement,
 )
 from ..rules import Outcome
@@ -129,3 +133,83 @@ def record_payout(actor: User, coach_id: int, *, currency: str, amount_minor: in
         if entry is None:  # unreachable: the key was checked above, under the coach's lock
             raise AlreadySettled("A payout with this reference is already recorded.")
         return entry
+
+
+def statement_document(coach_id: int, st: ledger.Statement) -> dict[str, Any]:
+    """A statement as the API's JSON answers it (billing.api.StatementOut); the dashboard's
+    JSON download is this same document."""
+    return {"coach_id": coach_id, "currency": st.currency, "start": st.start, "end": st.end,
+            "opening_minor": st.opening_minor, "earned_minor": st.earned_minor,
+            "paid_out_minor": st.paid_out_minor, "closing_minor": st.closing_minor,
+            "lines": [vars(line) for line in st.lines]}
+
+
+# --- the coach dashboard's reads ----------------------------------------------------------
+
+
+def describe_outcome(outcome: str) -> str:
+    """A settlement's outcome in words ("completed", "student no-show", ...)."""
+    try:
+        return _OUTCOME_TEXT[Outcome(outcome)]
+    except ValueError:
+        return outcome.replace("_", " ")
+
+
+def coach_settlements(actor: User, sessions: list[Session]) -> dict[int, list[Settlement]]:
+    """The settlements of the actor's own sessions among ``sessions``, per session (one
+    query): each holds the coach's payout."""
+    out: dict[int, list[Settlement]] = {s.pk: [] for s in sessions}
+    for s in (Settlement.objects.filter(session__in=[x.pk for x in sessions],
+                                        coach__user=actor).order_by("pk")):
+        out[s.session_id].append(s)
+    return out
+
+
+@dataclass(frozen=True)
+class PeriodEarnings:
+    month: datetime  # the first instant of the month, in the zone asked for
+    currency: str
+    settlements: int
+    charged_minor: int
+    fee_minor: int
+    payout_minor: int
+
+
+def earnings_by_month(actor: User, coach_id: int, *, tz: tzinfo, since: datetime
+                      ) -> list[PeriodEarnings]:
+    """Settlements of the coach per calendar month (in ``tz``) and currency, from ``since``,
+    the latest month first: one aggregate query."""
+    coach = _coach_for(actor, coach_id)
+    rows = (Settlement.objects.filter(coach=coach, settled_at__gte=since)
+            .annotate(month=TruncMonth("settled_at", tzinfo=tz))
+            .values("month", "currency")
+            .annotate(n=Count("pk"), charged=Sum("charge_minor"), fee=Sum("fee_minor"),
+                      payout=Sum("payout_minor"))
+            .order_by("-month", "currency"))
+    return [PeriodEarnings(r["month"], r["currency"], r["n"], int(r["charged"] or 0),
+                           int(r["fee"] or 0), int(r["payout"] or 0)) for r in rows]
+
+
+@dataclass(frozen=True)
+class PayoutLine:
+    at: datetime
+    currency: str
+    amount_minor: int
+    reference: str
+
+
+def coach_payouts(actor: User, coach_id: int, *, limit: int = 50) -> list[PayoutLine]:
+    """The payouts recorded for the coach, the latest first (at most ``limit``)."""
+    coach = _coach_for(actor, coach_id)
+    lines = (LedgerLine.objects.filter(account=ledger.coach_account(coach.pk),
+                                       entry__kind="payout")
+             .select_related("entry").order_by("-at", "-pk")[:limit])
+    return [PayoutLine(line.at, line.currency, -line.amount_minor,
+                       line.entry.memo.removeprefix("payout ")) for line in lines]
+
+
+def coach_currencies(actor: User, coach_id: int) -> list[str]:
+    """Every currency the coach's ledger account has moved in (for the statement form)."""
+    coach = _coach_for(actor, coach_id)
+    return sorted(set(LedgerLine.objects.filter(account=ledger.coach_account(coach.pk))
+                      .values_list("currency", flat=True).distinct()))
