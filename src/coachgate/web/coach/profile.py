@@ -7,7 +7,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import URLPattern, path
@@ -19,27 +18,17 @@ from coachgate.catalog import services as catalog
 from coachgate.catalog.models import CoachProfile
 from coachgate.kit.errors import CoachgateError
 from coachgate.kit.money import format_amount
-from coachgate.web.tags import TagsField
+from coachgate.web.fields import TagsField, no_control_chars, no_control_chars_but_lines
 
 from .common import coach_required, tabs
 
 
-def _no_control_chars(value: str) -> None:
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValidationError("This may not contain control characters.")
-
-
-def _no_control_chars_but_lines(value: str) -> None:
-    if any((ord(c) < 32 and c not in "\n\r\t") or ord(c) == 127 for c in value):
-        raise ValidationError("This may not contain control characters.")
-
-
 class ProfileForm(forms.Form):
     display_name = forms.CharField(
-        label="Display name", max_length=120, validators=[_no_control_chars],
+        label="Display name", max_length=120, validators=[no_control_chars],
         help_text="The name on your public page and on your offers.")
     bio = forms.CharField(
-        label="Bio", required=False, max_length=5000, validators=[_no_control_chars_but_lines],
+        label="Bio", required=False, max_length=5000, validators=[no_control_chars_but_lines],
         widget=forms.Textarea(attrs={"rows": 6}),
         help_text="A few sentences about you and how you coach (at most 5000 characters).")
     specialties = TagsField(

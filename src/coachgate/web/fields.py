@@ -1,4 +1,5 @@
-"""Specialties as a tag input: a ``<select multiple>`` that tom-select turns into tags a person
+"""Form fields the profile and the application share: text without control characters, and
+specialties as a tag input: a ``<select multiple>`` that tom-select turns into tags a person
 can type (web/static/web/tags.js). The server receives a list (one value per tag; a value
 may also hold several tags separated by commas, which is what the no-JavaScript text box
 sends) and checks every tag."""
@@ -14,6 +15,17 @@ from django.core.exceptions import ValidationError
 
 MAX_TAGS = 12
 MAX_TAG_LENGTH = 40
+
+
+def no_control_chars(value: str) -> None:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValidationError("This may not contain control characters.")
+
+
+def no_control_chars_but_lines(value: str) -> None:
+    """For multi-line text: line breaks and tabs are fine, other control characters not."""
+    if any((ord(c) < 32 and c not in "\n\r\t") or ord(c) == 127 for c in value):
+        raise ValidationError("This may not contain control characters.")
 
 
 def clean_tags(values: Iterable[str]) -> list[str]:
