@@ -224,7 +224,7 @@ def _preview(actor: User, profile: CoachProfile, offers: list[Offer], asked: str
     elif asked:
         chosen = next((o for o in offers if str(o.pk) == asked), None)
     end = now + timedelta(days=PREVIEW_DAYS)
-    days: dict[date, list[str]] = {}
+    days: dict[date, list[tuple[str, str]]] = {}  # local day: (shown time, UTC start)
     if chosen is not None:
         if chosen.status == OfferStatus.PUBLISHED:  # exactly the offer page's call
             page = scheduling.slot_page(actor, chosen, start=now, end=end, now=now,
@@ -233,7 +233,7 @@ def _preview(actor: User, profile: CoachProfile, offers: list[Offer], asked: str
             page = scheduling.preview_slots(actor, chosen, start=now, end=end, now=now)
         for s in page.slots:
             local = s.start.astimezone(tz)
-            days.setdefault(local.date(), []).append(_hm(local.time()))
+            days.setdefault(local.date(), []).append((_hm(local.time()), s.start.isoformat()))
         return {"offer": chosen, "days": list(days.items()), "more": page.next_start,
                 "count": len(page.slots), "mode": chosen.status}
     weekly_rules = [slot_rules.WeeklyRule(r.weekday, r.start_time, r.end_time) for r in weekly]
@@ -244,7 +244,7 @@ def _preview(actor: User, profile: CoachProfile, offers: list[Offer], asked: str
         d = today + timedelta(days=i)
         ranges = slot_rules.wall_intervals_for_date(d, weekly_rules, override_rules)
         if ranges:
-            days[d] = [f"{_hm(a)}–{_hm(b)}" for a, b in ranges]
+            days[d] = [(f"{_hm(a)}–{_hm(b)}", "") for a, b in ranges]
     return {"offer": None, "days": list(days.items()), "more": None,
             "count": sum(len(v) for v in days.values()), "mode": "hours"}
 

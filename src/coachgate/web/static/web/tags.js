@@ -3,7 +3,8 @@
 document.addEventListener("DOMContentLoaded", () => {
   for (const el of document.querySelectorAll("select[data-tags]")) {
     const max = Number(el.dataset.tags) || null;
-    new TomSelect(el, {
+    const label = document.querySelector(`label[for="${el.id}"]`);
+    const ts = new TomSelect(el, {
       create: (input) => ({ value: input.trim(), text: input.trim() }),
       createFilter: (input) => input.trim().length > 0 && input.trim().length <= 40,
       persist: false,
@@ -13,5 +14,9 @@ document.addEventListener("DOMContentLoaded", () => {
       render: { no_results: null, option_create: (data, escape) =>
         `<div class="create">Add <strong>${escape(data.input)}</strong>…</div>` },
     });
+    // tom-select points the label at its own text box; the original <select>, kept for the
+    // form (hidden, out of the tab order), keeps a name for assistive technology.
+    if (label) el.setAttribute("aria-label", label.textContent.replace("*", "").trim());
+    ts.control_input.setAttribute("aria-describedby", el.getAttribute("aria-describedby") || "");
   }
 });
