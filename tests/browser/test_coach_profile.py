@@ -16,7 +16,7 @@ from coachgate.catalog.models import CoachProfile, Offer
 from coachgate.kit import clock
 from coachgate.scheduling import services as scheduling
 from coachgate.scheduling.models import WeeklyAvailability
-from tests.browser.conftest import check, login_as
+from tests.browser.conftest import check, login_as, no_horizontal_scroll, shot
 from tests.factories import make_admin, make_coach, make_offer, make_student
 
 DEVICES = ("page", "phone")
@@ -113,6 +113,16 @@ def test_availability_with_a_preset_a_moved_range_and_a_blocked_day(
     monday.get_by_label("to").fill("12:30")
     monday.get_by_role("button", name="Save").click()
     expect(p.get_by_text("Changed to Monday 10:00–12:30.")).to_be_visible()
+    # Remove Friday's and add it back (each action swaps the section in place with htmx).
+    p.get_by_role("button", name="Remove Friday 09:00–12:00").click()
+    expect(p.get_by_text("Removed Friday 09:00–12:00.")).to_be_visible()
+    expect(p.get_by_role("form", name="Friday 09:00–12:00")).to_have_count(0)
+    preset = p.locator("form[action$='/presets']")
+    for day in ("Mon", "Tue", "Wed", "Thu"):
+        preset.get_by_label(day).uncheck()
+    preset.get_by_role("button", name="Apply preset").click()
+    expect(p.get_by_text("Morning (09:00–12:00) on Friday.")).to_be_visible()
+    assert WeeklyAvailability.objects.filter(coach__user=coach).count() == 5
     # An overlapping range is refused and changes nothing.
     add = p.locator("form[action$='/ranges/add']")
     for day in ("Tue", "Wed", "Thu", "Fri"):
@@ -137,7 +147,10 @@ def test_availability_with_a_preset_a_moved_range_and_a_blocked_day(
     check(p, request, f"availability-blocked-day-{device}")
 
     # The preview: the offer's slots over the next two weeks, from the slot engine.
-    p.get_by_label("Slots of").select_option(str(offer.pk))
+    with p.expect_response(lambda r: f"offer={offer.pk}" in r.url):  # htmx swaps it in
+        p.get_by_label("Slots of").select_option(str(offer.pk))
+    p.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-settling, "
+                        ".htmx-swapping')")
     p.locator("#preview [data-start]").first.wait_for()
     shown = _shown_starts(p)
     now = clock.now()
@@ -189,3 +202,38 @@ def test_a_student_applies_to_become_a_coach(device: str, base_url: str,
     p.get_by_role("button", name="Send application").click()
     expect(p.get_by_text("Waiting for review")).to_be_visible()
     check(p, request, f"apply-pending-{device}")
+
+
+def test_the_editor_works_without_javascript(browser, base_url: str,
+                                             request: pytest.FixtureRequest) -> None:
+    """Progressive enhancement: every action is a plain form POST and a redirect."""
+    from tests.browser.conftest import DESKTOP
+
+    ctx = browser.new_context(viewport=DESKTOP, java_script_enabled=False, locale="en-GB",
+                              timezone_id="Europe/London")
+    try:
+        p = ctx.new_page()
+        coach = make_coach("nojs@test.example", tz="Europe/London", rules=[],
+                           admin=make_admin())
+        make_offer(coach, duration_minutes=60, min_notice_minutes=0)
+        login_as(ctx, base_url, coach)
+        p.goto(base_url + "/coach/availability/")
+        p.locator("form[action$='/presets']").get_by_label("Afternoon").check()
+        p.get_by_role("button", name="Apply preset").click()
+        expect(p.get_by_text("Afternoon (13:00–17:00) on Monday")).to_be_visible()
+        assert p.url.endswith("/coach/availability/#weekly-hours")
+        p.get_by_role("button", name="Remove Monday 13:00–17:00").click()
+        expect(p.get_by_text("Removed Monday 13:00–17:00.")).to_be_visible()
+        assert WeeklyAvailability.objects.filter(coach__user=coach).count() == 4
+        p.get_by_role("button", name="Show").click()  # the preview's offer, by a GET form
+        expect(p.locator("#preview [data-start]").first).to_be_visible()
+        p.goto(base_url + "/coach/profile/")
+        p.get_by_label("Add specialties, separated by commas").fill("Go, Chess")
+        p.get_by_role("button", name="Save profile").click()
+        expect(p.get_by_text("Profile saved.")).to_be_visible()
+        assert CoachProfile.objects.get(user=coach).specialties == ["python", "Go", "Chess"]
+        # axe-core needs JavaScript: the width check and the screenshot only.
+        no_horizontal_scroll(p)
+        shot(p, request, "profile-no-js")
+    finally:
+        ctx.close()
