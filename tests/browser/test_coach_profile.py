@@ -132,6 +132,20 @@ def test_availability_with_a_preset_a_moved_range_and_a_blocked_day(
     add.get_by_role("button", name="Add hours").click()
     expect(p.get_by_text("Monday 12:00–13:00 overlaps Monday 10:00–12:30. Nothing was "
                          "changed.")).to_be_visible()
+    if device == "page":  # the drawn week (a per-day list only at phone width)
+        # Drag Tuesday's range an hour later in the drawn week.
+        block = p.locator(".week-block", has_text="09:00–12:00").first
+        block.scroll_into_view_if_needed()
+        box = block.bounding_box()
+        assert box is not None
+        x, y, hour = box["x"] + box["width"] / 2, box["y"] + 10, box["height"] / 3
+        p.mouse.move(x, y)
+        p.mouse.down()
+        p.mouse.move(x, y + hour, steps=6)
+        p.mouse.up()
+        expect(p.get_by_text("Changed to Tuesday 10:00–13:00.")).to_be_visible()
+        assert WeeklyAvailability.objects.filter(coach__user=coach, weekday=1,
+                                                 start_time="10:00").exists()
     check(p, request, f"availability-week-{device}")
 
     # Block the first weekday at least two days ahead.

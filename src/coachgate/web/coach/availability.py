@@ -146,6 +146,14 @@ class Block:
     height: float
 
     @property
+    def start_min(self) -> int:
+        return self.start.hour * 60 + self.start.minute
+
+    @property
+    def end_min(self) -> int:
+        return self.end.hour * 60 + self.end.minute
+
+    @property
     def label(self) -> str:
         return f"{_hm(self.start)}–{_hm(self.end)}"
 
