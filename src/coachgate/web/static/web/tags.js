@@ -8,6 +8,7 @@ document.addEventListener("DOMContentLoaded", () => {
       create: (input) => ({ value: input.trim(), text: input.trim() }),
       createFilter: (input) => input.trim().length > 0 && input.trim().length <= 40,
       persist: false,
+      createOnBlur: true,  // a typed tag counts even without Enter
       maxItems: max,
       delimiter: ",",
       plugins: ["remove_button"],
