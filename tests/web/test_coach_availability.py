@@ -200,3 +200,19 @@ def test_the_editor_is_for_coaches(client, student):
 
 def test_a_coach_profile_helper_exists(bare_coach):
     assert coach_profile(bare_coach).timezone == "Europe/Paris"
+
+
+def test_preview_slots_is_for_the_offers_coach(bare_coach, admin, now):
+    from coachgate.kit.errors import Forbidden, InvalidInput
+
+    other = make_coach("nosy@test.example", admin=admin)
+    draft = make_offer(bare_coach, publish=False)
+    with pytest.raises(Forbidden):
+        scheduling.preview_slots(other, draft, start=now, end=now + timedelta(days=1), now=now)
+    with pytest.raises(InvalidInput):
+        scheduling.preview_slots(bare_coach, draft, start=now, end=now, now=now)
+    with pytest.raises(InvalidInput):
+        scheduling.preview_slots(bare_coach, draft, start=now, end=now + timedelta(days=93),
+                                 now=now)
+    assert scheduling.preview_slots(admin, draft, start=now, end=now + timedelta(days=1),
+                                    now=now).slots == []  # no weekly hours yet
