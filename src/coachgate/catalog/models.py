@@ -44,6 +44,9 @@ class CoachProfile(models.Model):
     # cache entry of the old one.
     availability_version = models.PositiveIntegerField(default=new_availability_version,
                                                        editable=False)
+    # 0 = no photo; otherwise a new random value each time the coach sets one, so the
+    # photo's URL (?v=) changes and caches may keep a version for good (catalog.photos).
+    photo_version = models.PositiveIntegerField(default=0, editable=False)
 
     def __str__(self) -> str:
         return self.display_name

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Max, Min, Q, QuerySet
 
 from coachgate.accounts.models import ApplicationStatus, CoachApplication, Role, User
 from coachgate.accounts.services import lock_pending_application, validate_timezone
 from coachgate.kit import clock, money
 from coachgate.kit.errors import Forbidden, InvalidInput, NotFound
 
-from . import rules
+from . import photos, rules
 from .models import CoachProfile, CoachStatus, Delivery, Offer, OfferStatus, SessionType
 
 OFFER_EDITABLE_FIELDS = frozenset({
@@ -87,6 +90,55 @@ def update_coach_profile(actor: User, changes: dict[str, Any]) -> CoachProfile:
         setattr(profile, key, value)
     profile.save()
     return profile
+
+
+def set_coach_photo(actor: User, data: bytes) -> CoachProfile:
+    """The coach's photo from an upload's bytes: validated and re-encoded by catalog.photos
+    (the stored files are new JPEGs, never the uploaded bytes)."""
+    profile = coach_profile_of(actor)
+    rendered = photos.render(photos.decode(data))
+    photos.store(profile.pk, rendered)
+    profile.photo_version = secrets.randbelow(2**31 - 2) + 1
+    profile.save(update_fields=["photo_version"])
+    return profile
+
+
+def remove_coach_photo(actor: User) -> CoachProfile:
+    profile = coach_profile_of(actor)
+    profile.photo_version = 0
+    profile.save(update_fields=["photo_version"])
+    transaction.on_commit(lambda: photos.remove(profile.pk))
+    return profile
+
+
+def coach_photo_path(viewer: User | None, coach_id: int, size: int) -> tuple[Path, int]:
+    """Where a coach's photo of ``size`` is, with its version, for whoever may see it: an
+    approved coach's photo is public; a suspended coach's only for that coach."""
+    profile = CoachProfile.objects.filter(pk=coach_id).first()
+    visible = profile is not None and (
+        profile.is_approved or (viewer is not None and profile.user_id == viewer.pk))
+    if profile is None or not visible or not profile.photo_version or size not in photos.SIZES:
+        raise NotFound("No such photo.")
+    path = photos.photo_path(profile.pk, size)
+    if not path.is_file():
+        raise NotFound("No such photo.")
+    return path, profile.photo_version
+
+
+@dataclass(frozen=True)
+class Rate:
+    currency: str
+    low_minor: int
+    high_minor: int
+
+
+def coach_rates(coach: CoachProfile) -> list[Rate]:
+    """The price range of the coach's published offers, per currency: the rates the
+    profile and the public page show (each offer keeps its own price)."""
+    rows = (Offer.objects.filter(coach=coach, status=OfferStatus.PUBLISHED)
+            .values("currency").annotate(low=Min("price_minor"), high=Max("price_minor"))
+            .order_by("currency"))
+    return [Rate(r["currency"], r["low"], r["high"]) for r in rows]
 
 
 def browse_coaches(

@@ -315,6 +315,27 @@ def list_slots(
     return slot_page(actor, offer, start=start, end=end, now=now, limit=limit).slots
 
 
+def preview_slots(
+    actor: User, offer: Offer, *, start: datetime, end: datetime, now: datetime,
+    limit: int = MAX_SLOT_LIMIT,
+) -> SlotPage:
+    """The slots ``offer`` offers between start and end, for its coach (or an admin), as
+    slot_page computes them, whatever the offer's status: a draft's preview is what
+    students will see once it is published (slot_page answers nothing for a draft)."""
+    if offer.coach.user_id != actor.pk and not actor.is_admin:
+        raise Forbidden("Only the offer's coach can preview its slots.")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SLOT_LIMIT:
+        raise InvalidInput(f"'limit' must be between 1 and {MAX_SLOT_LIMIT}.",
+                           details={"field": "limit"})
+    if not timedelta(0) < end - start <= MAX_SLOT_WINDOW:
+        raise InvalidInput("Ask for at most 92 days of slots at a time.", details={"field": "to"})
+    found = _compute(offer, start=clock.require_aware(start, "from"),
+                     end=clock.require_aware(end, "to"), now=now, limit=limit + 1)
+    if len(found) > limit:
+        return SlotPage(found[:limit], found[limit].start)
+    return SlotPage(found, None)
+
+
 def _slot_offered(offer: Offer, start: datetime, now: datetime,
                   exclude_session_id: int | None = None,
                   sessions: list[SessionRow] | None = None) -> SlotView | None:

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import account, apply, views
+from . import account, apply, media, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,6 +14,7 @@ urlpatterns = [
     path("sessions/<int:session_id>/<slug:action>", views.outcome, name="outcome"),
     path("discord/join", views.discord_join, name="discord_join"),
     path("account/", account.account_settings, name="account_settings"),
+    path("media/coach/<int:coach_id>/<int:size>.jpg", media.coach_photo, name="coach_photo"),
     path("coach/", include("coachgate.web.coach.urls")),
     path("ops/", include("coachgate.web.ops.urls")),
     *apply.urlpatterns,

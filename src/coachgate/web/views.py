@@ -86,7 +86,10 @@ def coach_page(request: HttpRequest, coach_id: int) -> HttpResponse:
         raise Http404(exc.message) from exc
     offers = catalog.visible_offers(_viewer(request)).filter(coach=coach, status="published")
     rows = [(o, format_amount(o.price_minor, o.currency)) for o in offers]
-    return render(request, "web/coach.html", {"coach": coach, "offers": rows})
+    from .coach.profile import rates_text
+
+    return render(request, "web/coach.html", {"coach": coach, "offers": rows,
+                                              "rates": rates_text(coach)})
 
 
 @require_safe
