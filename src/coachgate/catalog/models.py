@@ -85,6 +85,10 @@ class Offer(models.Model):
     delivery = models.CharField(max_length=16, choices=Delivery.choices)
     intake_fields = models.JSONField(default=list, blank=True)
     thumbnail_url = models.URLField(blank=True)
+    # The offer's picture: an upload re-encoded by catalog.thumbnails (the file's name under
+    # MEDIA_ROOT/offers, chosen by coachgate), else a generated card in ``card_style``.
+    thumbnail = models.CharField(max_length=40, blank=True, default="")
+    card_style = models.CharField(max_length=16, default="ocean")
     capacity = models.PositiveIntegerField(default=1, help_text="1 = one-to-one, >1 = group.")
     pack_size = models.PositiveIntegerField(default=1, help_text="1 = single session.")
     # Booking rules

@@ -1,6 +1,7 @@
 from django.urls import include, path
 
 from . import account, apply, views
+from .coach import offers as coach_offers
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,4 +18,5 @@ urlpatterns = [
     path("coach/", include("coachgate.web.coach.urls")),
     path("ops/", include("coachgate.web.ops.urls")),
     *apply.urlpatterns,
+    *coach_offers.public_urlpatterns,  # offer pictures, for students too
 ]
