@@ -240,7 +240,14 @@ class IntakeRowForm(forms.Form):
                               max_length=5000)
 
 
-IntakeFormSet = formset_factory(IntakeRowForm, extra=0, can_delete=True,
+class _IntakeRows(forms.BaseFormSet):  # type: ignore[type-arg]  # rows of IntakeRowForm
+    def add_fields(self, form: forms.Form, index: int | None) -> None:
+        super().add_fields(form, index)
+        if "DELETE" in form.fields:
+            form.fields["DELETE"].label = "Remove"
+
+
+IntakeFormSet = formset_factory(IntakeRowForm, formset=_IntakeRows, extra=0, can_delete=True,
                                 max_num=catalog_rules.MAX_INTAKE_FIELDS, validate_max=True,
                                 absolute_max=catalog_rules.MAX_INTAKE_FIELDS)
 
