@@ -147,7 +147,7 @@ class Offer(models.Model):
         from .rules import OFFER_INT_BOUNDS, clean_offer_fields
 
         names = [*OFFER_INT_BOUNDS, "title", "currency", "intake_fields", "access_policy",
-                 "money_policy"]
+                 "money_policy", "card_style", "thumbnail"]
         try:
             # None: a field its form already refused (or an empty nullable one).
             clean = clean_offer_fields({name: getattr(self, name) for name in names
