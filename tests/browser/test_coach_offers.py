@@ -62,6 +62,7 @@ def test_a_coach_creates_and_publishes_an_offer_through_the_wizard(
     page.goto(base_url + f"/coach/offers/{offer.pk}/edit/")
     expect(page).to_have_url(re.compile(rf"/coach/offers/{offer.pk}/edit/availability/$"))
     expect(page.locator("#offer-preview").get_by_text("45.00 EUR")).to_be_visible()
+    expect(page.get_by_text("Mon 09:00–17:00")).to_be_visible()  # the coach's own hours
     page.get_by_label("Minimum notice (minutes)").fill("60")
     page.get_by_label("Buffer after (minutes)").fill("15")
     check(page, request, "4-step-availability")

@@ -129,6 +129,7 @@ def test_the_four_steps_make_a_draft_that_resumes_and_publishes(web: Client, coa
     assert r.url == f"/coach/offers/{offer.pk}/edit/availability/"
     page = web.get(r.url).content.decode()
     assert "Python review" in page and "Step 3 of 4" in page
+    assert '<span class="day">Mon</span> 09:00–17:00' in page and "Europe/London" in page
     r = web.post(f"/coach/offers/{offer.pk}/edit/availability/", RULES)
     assert r.url == f"/coach/offers/{offer.pk}/edit/options/"
     offer.refresh_from_db()

@@ -357,7 +357,9 @@ def _card(offer: Offer | None, pending: dict[str, str] | None = None) -> dict[st
         price = f"{offer.price_minor} {offer.currency}"
     return {"title": offer.title, "description": offer.description, "price": price,
             "duration": f"{offer.duration_minutes} min",
-            "delivery": offer.get_delivery_display(), "style": offer.card_style or "ocean",
+            "delivery": offer.get_delivery_display(),
+            "style": offer.card_style if offer.card_style in catalog_rules.CARD_STYLES
+            else "ocean",
             "picture": _picture_url(offer.thumbnail), "extras": " · ".join(extras)}
 
 
@@ -409,15 +411,7 @@ def _rows(request: HttpRequest, offers: list[Offer]) -> list[dict[str, Any]]:
     counts = scheduling.offer_booking_counts(_me(request), [o.pk for o in offers], now=now)
     rows = []
     for offer in offers:
-        slots: str | None = None
-        if offer.status == OfferStatus.PUBLISHED:
-            try:
-                page = scheduling.slot_page(_me(request), offer, start=now,
-                                            end=now + timedelta(days=SLOT_DAYS), now=now,
-                                            limit=scheduling.MAX_SLOT_LIMIT)
-                slots = f"{len(page.slots)}{'+' if page.next_start else ''}"
-            except CoachgateError:
-                slots = "?"
+        slots = _slot_count(request, offer)
         booked = counts.get(offer.pk)
         rows.append({"offer": offer, "card": _card(offer), "slots": slots,
                      "bookings": booked.total if booked else 0,
@@ -666,7 +660,38 @@ def _rules_step(request: HttpRequest, offer: Offer) -> HttpResponse:
             _remember(request, offer, "availability")
             messages.success(request, "Booking rules saved.")
             return redirect(_next_url(offer, "availability"))
-    return _render_step(request, offer, "availability", {"form": form})
+    return _render_step(request, offer, "availability", {
+        "form": form, "hours": _weekly_hours(request), "zone": request.profile.timezone,  # type: ignore[attr-defined]  # set by coach_required
+        "slots": _slot_count(request, offer), "slot_days": SLOT_DAYS})
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _weekly_hours(request: HttpRequest) -> list[tuple[str, str]]:
+    """The coach's weekly hours, a day per line, in the coach's zone (as they are set)."""
+    days: dict[int, list[str]] = {}
+    rules = scheduling.weekly_availability(request.profile)  # type: ignore[attr-defined]  # set by coach_required
+    for r in sorted(rules, key=lambda r: (r.weekday, r.start_time)):
+        days.setdefault(r.weekday, []).append(
+            f"{r.start_time:%H:%M}–{r.end_time:%H:%M}")
+    return [(WEEKDAYS[d], ", ".join(spans)) for d, spans in sorted(days.items())
+            if 0 <= d < len(WEEKDAYS)]
+
+
+def _slot_count(request: HttpRequest, offer: Offer) -> str | None:
+    """How many slots a published offer has in the next SLOT_DAYS days (None: a draft,
+    which offers none until it is published)."""
+    if offer.status != OfferStatus.PUBLISHED:
+        return None
+    now = clock.now()
+    try:
+        page = scheduling.slot_page(_me(request), offer, start=now,
+                                    end=now + timedelta(days=SLOT_DAYS), now=now,
+                                    limit=scheduling.MAX_SLOT_LIMIT)
+    except CoachgateError:
+        return "?"
+    return f"{len(page.slots)}{'+' if page.next_start else ''}"
 
 
 def _options_initial(offer: Offer) -> dict[str, Any]:
