@@ -146,6 +146,18 @@ def test_the_wizard_at_phone_width_with_a_picture(phone: Page, base_url: str,
     for step in ("availability", "options"):
         phone.goto(base_url + f"/coach/offers/{draft.pk}/edit/{step}/")
         check(phone, request, f"phone-4-{step}")
+    # From the list, publishing asks in a dialog (its confirmation page without JavaScript).
+    phone.goto(base_url + "/coach/offers/")
+    phone.get_by_role("button", name="Publish… Interview practice").click()
+    dialog = phone.get_by_role("dialog")
+    expect(dialog.get_by_role("heading", name="Publish this offer?")).to_be_visible()
+    check(phone, request, "phone-5-publish-dialog")
+    draft.refresh_from_db()
+    assert draft.status == "draft"
+    dialog.get_by_role("button", name="Publish", exact=True).click()
+    expect(phone.get_by_text("“Interview practice” is published")).to_be_visible()
+    draft.refresh_from_db()
+    assert draft.status == "published"
     phone.goto(base_url + f"/coach/offers/{draft.pk}/archive/")
     expect(phone.get_by_role("heading", name="Archive this offer?")).to_be_visible()
-    check(phone, request, "phone-5-confirm-archive")
+    check(phone, request, "phone-6-confirm-archive")

@@ -123,9 +123,38 @@
     });
   }
 
+  // The offers list: "Publish…" and "Archive…" ask in a dialog (their confirmation page
+  // without JavaScript); the dialog's form posts where the link leads.
+  function confirmDialogs() {
+    var dialog = document.getElementById("confirm-dialog");
+    if (!dialog || typeof dialog.showModal !== "function") { return; }
+    var form = dialog.querySelector("[data-confirm-form]");
+    var submit = dialog.querySelector("[data-confirm-submit]");
+    document.querySelectorAll("a[data-confirm]").forEach(function (link) {
+      link.addEventListener("click", function (e) {
+        e.preventDefault();
+        var publish = link.dataset.confirm === "publish";
+        dialog.querySelector("[data-confirm-heading]").textContent =
+          publish ? "Publish this offer?" : "Archive this offer?";
+        dialog.querySelector("[data-confirm-text]").textContent = link.dataset.title || "";
+        dialog.querySelector("[data-confirm-then]").hidden = !publish;
+        dialog.querySelector("[data-confirm-archive]").hidden = publish;
+        submit.textContent = publish ? "Publish" : "Archive";
+        submit.classList.toggle("danger", !publish);
+        form.action = link.getAttribute("href");
+        dialog.showModal();
+        submit.focus();
+      });
+    });
+    dialog.querySelector("[data-confirm-cancel]").addEventListener("click", function () {
+      dialog.close();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var card = document.querySelector("[data-offer-preview]");
     if (card) { livePreview(card); }
     intakeEditor();
+    confirmDialogs();
   });
 })();
