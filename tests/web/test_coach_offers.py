@@ -311,6 +311,10 @@ HOSTILE_OPTIONS = [
     ({"reminders": "1, 2, 3, 4, 5, 6"}, "At most 5 reminders"),
     ({"reminders": "soon"}, "whole number of minutes"),
     ({"reminders": "-5"}, "whole number of minutes"),
+    ({"reminders": "²"}, "whole number of minutes"),
+    ({"reminders": "9" * 50}, "whole number of minutes"),
+    ({"reminders": "9" * 101}, "at most 100 characters"),
+    ({"grant_before_s": "²"}, "Enter a whole number"),
     ({"end_action": "burn"}, "Select a valid choice"),
     ({"discord_mode": "everyone"}, "Select a valid choice"),
 ]

@@ -274,6 +274,7 @@ class RulesForm(forms.Form):
 
 _MAX_POLICY_MINUTES = catalog_rules.MAX_POLICY_SECONDS // 60
 _ACCESS_MINUTES = ("grant_before_s", "join_window_before_s", "revoke_after_s")
+_MINUTES = re.compile(r"[0-9]{1,6}")  # ASCII digits only: "²".isdigit() holds, int() fails
 
 
 class OptionsForm(forms.Form):
@@ -311,7 +312,7 @@ class OptionsForm(forms.Form):
         for part in (p.strip() for p in text.split(",")):
             if not part:
                 continue
-            if not part.isdigit() or len(part) > 6 or int(part) > _MAX_POLICY_MINUTES:
+            if not _MINUTES.fullmatch(part) or int(part) > _MAX_POLICY_MINUTES:
                 raise forms.ValidationError(
                     f"Each reminder is a whole number of minutes up to {_MAX_POLICY_MINUTES} "
                     "(30 days).")
