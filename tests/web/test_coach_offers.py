@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import time_machine
 from django.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from coachgate.accounts import discord
@@ -483,3 +485,28 @@ def test_archive_asks_first_and_then_locks_the_offer(web: Client, coach: Any) ->
     assert r.url == "/coach/offers/"
     offer.refresh_from_db()
     assert offer.status == "archived"
+
+
+# --- any text in any field -----------------------------------------------------------------
+
+_JUNK = st.one_of(st.text(max_size=40), st.sampled_from(
+    ["-1", "1e309", "NaN", "0x10", "1/0", "9" * 30, "²", "１２", "", " ", "<script>", "ocean",
+     "discord_voice", "choice", "on", "30", "31"]))
+_FIELDS = sorted({*CHECKOUT, *RULES, *OPTIONS, "card_style", "remove_picture", "publish",
+                  "add_intake", "intake-0-DELETE"})
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(step=st.sampled_from(["thumbnail", "checkout", "availability", "options"]),
+       answers=st.dictionaries(st.sampled_from(_FIELDS), _JUNK, max_size=12))
+def test_any_text_in_any_field_is_never_a_500(web: Client, coach: Any, step: str,
+                                              answers: dict[str, str]) -> None:
+    offer = Offer.objects.filter(coach__user=coach).first() or make_offer(coach, publish=False)
+    web.raise_request_exception = False
+    base = {"checkout": CHECKOUT, "availability": RULES, "options": OPTIONS}.get(step, {})
+    answers = {k: v.replace("\x00", "") for k, v in answers.items()}
+    for url in (f"/coach/offers/{offer.pk}/edit/{step}/",
+                f"/coach/offers/{offer.pk}/policy-preview/", f"/coach/offers/new/{step}/"):
+        r = web.post(url, base | answers)
+        assert r.status_code in (200, 302), (url, r.status_code, answers)
