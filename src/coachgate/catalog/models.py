@@ -88,6 +88,10 @@ class Offer(models.Model):
     delivery = models.CharField(max_length=16, choices=Delivery.choices)
     intake_fields = models.JSONField(default=list, blank=True)
     thumbnail_url = models.URLField(blank=True)
+    # The offer's picture: an upload re-encoded by catalog.thumbnails (the file's name under
+    # MEDIA_ROOT/offers, chosen by coachgate), else a generated card in ``card_style``.
+    thumbnail = models.CharField(max_length=40, blank=True, default="")
+    card_style = models.CharField(max_length=16, default="ocean")
     capacity = models.PositiveIntegerField(default=1, help_text="1 = one-to-one, >1 = group.")
     pack_size = models.PositiveIntegerField(default=1, help_text="1 = single session.")
     # Booking rules
@@ -146,7 +150,7 @@ class Offer(models.Model):
         from .rules import OFFER_INT_BOUNDS, clean_offer_fields
 
         names = [*OFFER_INT_BOUNDS, "title", "currency", "intake_fields", "access_policy",
-                 "money_policy"]
+                 "money_policy", "card_style", "thumbnail"]
         try:
             # None: a field its form already refused (or an empty nullable one).
             clean = clean_offer_fields({name: getattr(self, name) for name in names

@@ -58,8 +58,20 @@ OFFER_INT_BOUNDS: dict[str, tuple[int, int, bool]] = {
 }
 
 
+# The generated card styles an offer without an uploaded picture is shown in (the web's
+# offers.css draws them), and the name catalog.thumbnails gives a stored picture.
+CARD_STYLES = ("ocean", "sunset", "forest", "violet", "slate")
+THUMBNAIL_NAME = re.compile(r"[0-9a-f]{32}\.jpg")
+
+
 def validate_offer_fields(data: dict[str, Any]) -> None:
     """Business checks on offer fields, whoever the caller."""
+    if "card_style" in data and data["card_style"] not in CARD_STYLES:
+        raise _bad("card_style", f"card_style is one of {', '.join(CARD_STYLES)}.")
+    if "thumbnail" in data and not (
+            data["thumbnail"] == "" or (isinstance(data["thumbnail"], str)
+                                        and THUMBNAIL_NAME.fullmatch(data["thumbnail"]))):
+        raise _bad("thumbnail", "thumbnail is the name of a stored picture, or empty.")
     for name, (low, high, nullable) in OFFER_INT_BOUNDS.items():
         if name not in data or (nullable and data[name] is None):
             continue

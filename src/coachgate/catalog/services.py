@@ -16,7 +16,7 @@ from coachgate.accounts.services import lock_pending_application, validate_timez
 from coachgate.kit import clock, money
 from coachgate.kit.errors import Forbidden, InvalidInput, NotFound
 
-from . import photos, rules
+from . import photos, rules, thumbnails
 from .models import CoachProfile, CoachStatus, Delivery, Offer, OfferStatus, SessionType
 
 OFFER_EDITABLE_FIELDS = frozenset({
@@ -24,7 +24,7 @@ OFFER_EDITABLE_FIELDS = frozenset({
     "delivery", "intake_fields", "thumbnail_url", "capacity", "pack_size",
     "buffer_before_minutes", "buffer_after_minutes", "min_notice_minutes", "horizon_days",
     "max_sessions_per_day", "slot_step_minutes", "free_cancellation_hours", "access_policy",
-    "money_policy",
+    "money_policy", "card_style", "thumbnail",
 })
 OFFER_REQUIRED_FIELDS = frozenset({"title", "price_minor", "currency", "duration_minutes",
                                    "delivery"})
@@ -181,7 +181,11 @@ def _clean_offer_data(data: dict[str, Any]) -> dict[str, Any]:
         if name in data and data[name] not in choices.values:
             raise InvalidInput(f"{name} is one of {', '.join(choices.values)}.",
                                details={"field": name})
-    return rules.clean_offer_fields(data)
+    clean = rules.clean_offer_fields(data)
+    if clean.get("thumbnail") and not thumbnails.exists(clean["thumbnail"]):
+        raise InvalidInput("That picture is no longer stored; upload it again.",
+                           details={"field": "thumbnail"})
+    return clean
 
 
 def _check_chargeable(price_minor: int, currency: str) -> None:
@@ -238,11 +242,15 @@ def update_offer(actor: User, offer_id: int, changes: dict[str, Any]) -> Offer:
     if offer.status == OfferStatus.ARCHIVED:
         raise InvalidInput("An archived offer cannot be changed.", details={"field": "status"})
     clean = _clean_offer_data(changes)
+    old_picture = offer.thumbnail
     for key, value in clean.items():
         setattr(offer, key, value)
     if "price_minor" in clean or "currency" in clean:
         _check_chargeable(offer.price_minor, offer.currency)
     offer.save()
+    if old_picture and old_picture != offer.thumbnail:
+        # The replaced picture goes once the change is committed (a rollback keeps it).
+        transaction.on_commit(lambda: thumbnails.delete(old_picture))
     return offer
 
 

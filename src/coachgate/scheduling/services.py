@@ -769,6 +769,32 @@ def coach_counts(actor: User, *, now: datetime, until: datetime) -> CoachCounts:
     return CoachCounts(got["upcoming"] or 0, got["awaiting"] or 0, got["total"] or 0)
 
 
+@dataclass(frozen=True)
+class OfferBookings:
+    total: int  # active bookings, past and to come (cancelled ones are left out)
+    upcoming: int  # of those, in sessions still scheduled to start after ``now``
+
+
+MAX_COUNTED_OFFERS = 200
+
+
+def offer_booking_counts(actor: User, offer_ids: Iterable[int], *, now: datetime
+                         ) -> dict[int, OfferBookings]:
+    """Bookings per offer for a coach's offers list: one grouped query over at most
+    MAX_COUNTED_OFFERS offers; only the actor's own offers count (all for an admin), and an
+    offer without bookings is absent."""
+    ids = list(offer_ids)[:MAX_COUNTED_OFFERS]
+    qs = Booking.objects.filter(session__offer_id__in=ids, status=BookingStatus.ACTIVE)
+    if not actor.is_admin:
+        qs = qs.filter(session__coach__user=actor)
+    rows = (qs.values("session__offer_id")
+            .annotate(total=Count("id"),
+                      upcoming=Count("id", filter=Q(session__starts_at__gt=now,
+                                                    session__status=SessionStatus.SCHEDULED)))
+            .values_list("session__offer_id", "total", "upcoming"))
+    return {offer_id: OfferBookings(total, upcoming) for offer_id, total, upcoming in rows}
+
+
 def _is_coach_of(actor: User, session: Session) -> bool:
     return session.coach.user_id == actor.pk
 

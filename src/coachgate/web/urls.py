@@ -1,6 +1,7 @@
 from django.urls import include, path
 
 from . import account, apply, media, views
+from .coach import offers as coach_offers
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -18,4 +19,5 @@ urlpatterns = [
     path("coach/", include("coachgate.web.coach.urls")),
     path("ops/", include("coachgate.web.ops.urls")),
     *apply.urlpatterns,
+    *coach_offers.public_urlpatterns,  # offer pictures, for students too
 ]
