@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coachgate.kit.config import conf
@@ -333,12 +334,61 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_MARKER = "coachgate-demo-data"  # in a data directory the demo started empty
+# The Discord OAuth application of the demo's emulator (demo.start_discord registers it).
+DEMO_DISCORD_APP = ("coachgate-demo", "coachgate-demo-secret")
+
+
+def _demo_data_dir() -> Path:
+    """The demo's data directory: COACHGATE_DATA_DIR when set, else ./var/demo (beside, not
+    inside, a real install's ./var). Resolved as settings.py resolves DATA_DIR."""
+    os.environ.setdefault("COACHGATE_DATA_DIR", str(Path.cwd() / "var" / "demo"))
+    return Path(os.environ["COACHGATE_DATA_DIR"]).resolve()
+
+
+def _reset_demo_data(data_dir: Path) -> str | None:
+    """Delete the demo's data directory so the demo seeds afresh. Only the embedded SQLite
+    database, and only a directory the demo itself started (it holds DEMO_MARKER) or one
+    that is empty: anything else answers why not (None: done)."""
+    if os.environ.get("DATABASE_URL"):
+        return ("--reset starts the embedded SQLite demo afresh; DATABASE_URL is set, so "
+                "the demo is not on its own database. Unset it, or empty that database "
+                "yourself.")
+    if not data_dir.exists():
+        return None
+    if not data_dir.is_dir():
+        return f"{data_dir} is not a directory; not touching it."
+    if any(data_dir.iterdir()) and not (data_dir / DEMO_MARKER).is_file():
+        return (f"{data_dir} was not started by the demo (no {DEMO_MARKER} file in it); "
+                "not deleting it. Point COACHGATE_DATA_DIR at the demo's own directory.")
+    import shutil
+
+    shutil.rmtree(data_dir)
+    return None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     # The demo's emails (confirmations, reminders, "access is open") go to files.
     os.environ.setdefault("COACHGATE_EMAIL_BACKEND",
                           "django.core.mail.backends.filebased.EmailBackend")
+    # allauth's Discord provider reads its OAuth application from these when the settings
+    # load; the demo registers the same one in its emulator (demo.start_discord).
+    os.environ.setdefault("COACHGATE_DISCORD_CLIENT_ID", DEMO_DISCORD_APP[0])
+    os.environ.setdefault("COACHGATE_DISCORD_CLIENT_SECRET", DEMO_DISCORD_APP[1])
+    data_dir = _demo_data_dir()
+    if args.reset:
+        refused = _reset_demo_data(data_dir)
+        if refused:
+            print(f"error: {refused}", file=sys.stderr)
+            return 2
+        print(f"demo: deleted {data_dir}; seeding fresh demo data", flush=True)
+    fresh = not data_dir.exists() or not any(data_dir.iterdir())
     _setup()
     _migrate(verbosity=0)
+    if fresh and not os.environ.get("DATABASE_URL"):
+        (data_dir / DEMO_MARKER).write_text(
+            "This directory holds coachgate demo data: `coachgate demo --reset` may delete "
+            "it.\n")
     import threading
 
     from coachgate import demo
@@ -470,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "its lifecycle, exit (serving does this by default)")
     s.add_argument("--no-lifecycle", action="store_true",
                    help="serve without booking the one-minute lifecycle session")
+    s.add_argument("--reset", action="store_true",
+                   help="delete the demo's data directory (only one the demo started) and "
+                        "seed fresh demo data; without it a demo keeps its data")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("user", help="add or list users")

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from coachgate.accounts import discord as linked
 from coachgate.accounts import services as accounts
@@ -66,11 +67,27 @@ def _ensure_user(email: str, role: str, name: str, tz: str) -> User:
                                         display_name=name, timezone=tz)
 
 
+def oauth_app() -> tuple[str, str]:
+    """The Discord OAuth application allauth uses (SOCIALACCOUNT_PROVIDERS, read from
+    COACHGATE_DISCORD_CLIENT_ID/SECRET, which `coachgate demo` sets to cli.DEMO_DISCORD_APP
+    unless they are set): the one the demo's emulator must know."""
+    providers: dict[str, dict[str, Any]] = settings.SOCIALACCOUNT_PROVIDERS
+    app: dict[str, str] = providers["discord"]["APP"]
+    return str(app.get("client_id") or ""), str(app.get("secret") or "")
+
+
 def start_discord() -> DiscordEmulator:
-    """Start the local Discord emulator and point the platform at it."""
+    """Start the local Discord emulator and point the platform at it: the guild and bot,
+    and allauth's OAuth application (any redirect URI: the demo may be reached as
+    127.0.0.1, localhost or another name), with the consent page, so whoever signs up can
+    press "Connect Discord" and pick an emulated Discord username."""
     emu = DiscordEmulator()
     emu.start()
     guild = emu.create_guild("coachgate demo academy")
+    client_id, secret = oauth_app()
+    if client_id:  # none: "Connect Discord" cannot work, and the summary says so
+        emu.register_oauth_app(client_id, secret, redirect_uris=None)
+        emu.show_consent_page()
     linked.save_guild_config(guild_id=guild, bot_token=emu.bot_token, api_url=emu.base_url)
     return emu
 
@@ -94,12 +111,16 @@ def link_to_emulator(emu: DiscordEmulator, guild_id: str, user: User, *,
 
 
 def link_everyone(emu: DiscordEmulator) -> None:
-    """Link every demo user to a fresh emulator account (what the OAuth connect flow does)."""
+    """Link every demo user to a fresh emulator account (what the OAuth connect flow does),
+    and everyone who connected Discord in an earlier run of the demo (their accounts were
+    in that run's emulator, which is gone), so a restart keeps them verified."""
     cfg = linked.guild_settings()
     if cfg is None:
         raise RuntimeError("start_discord() configures the guild first")
     now = clock.now()
-    for user in User.objects.filter(email__endswith="@demo.coachgate.test"):
+    users = User.objects.filter(Q(email__endswith="@demo.coachgate.test")
+                                | Q(discord_link__isnull=False)).distinct().order_by("pk")
+    for user in users:
         link_to_emulator(emu, cfg.guild_id, user, now=now)
 
 
@@ -141,6 +162,42 @@ def _create_users() -> None:
         _ensure_user(email, "student", name, tz)
 
 
+def _where_to_click(base_url: str, emu: DiscordEmulator | None) -> list[str]:
+    """The summary's first part: who to log in as and where to click."""
+    width = max(len(e) for e in [ADMIN, *(c[0] for c in COACHES), *(s[0] for s in STUDENTS)])
+    coach_names = ", ".join(c[1] for c in COACHES)
+    lines = [f"Open {base_url}/ and log in (every demo account's password is "
+             f"'{DEMO_PASSWORD}'):",
+             f"  Admin    {ADMIN:{width}}  -> {base_url}/ops/  admin console: statistics, "
+             f"failures, coach approvals, settings (Django admin: {base_url}/admin/)"]
+    for i, (email, *_rest) in enumerate(COACHES):
+        what = (f"coach dashboard: profile, availability, offers, sessions, earnings "
+                f"({coach_names})" if i == 0 else "coach dashboard")
+        lines.append(f"  Coach    {email:{width}}  -> {base_url}/coach/  {what}")
+    for i, (email, *_rest) in enumerate(STUDENTS):
+        what = ("booked sessions, Join buttons, the Discord card" if i == 0
+                else "booked sessions")
+        lines.append(f"  Student  {email:{width}}  -> {base_url}/sessions/  {what}")
+    lines += ["", f"  Or be new: sign up at {base_url}/accounts/signup/, press \"Connect "
+                  f"Discord\" on {base_url}/sessions/, then book a coach from {base_url}/."]
+    client_id, _secret = oauth_app()
+    if emu is not None:
+        cfg = linked.guild_settings()
+        connect = (f"OAuth app {client_id!r}: Connect Discord shows the emulator's consent "
+                   f"page, where you pick a Discord username" if client_id else
+                   "Connect Discord is off: COACHGATE_DISCORD_CLIENT_ID is empty")
+        lines += ["", f"  Discord:  local emulator at {emu.base_url} (guild "
+                      f"{cfg.guild_id if cfg else '?'}); {connect}"]
+    if "filebased" in settings.EMAIL_BACKEND:
+        lines.append(f"  Mail:     written to {settings.EMAIL_FILE_PATH}/")
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        lines.append(f"  Data:     {settings.DATA_DIR}  (`./run demo --reset` starts again "
+                     f"from fresh demo data; without it the demo keeps its data)")
+    lines.append(f"  API docs: {base_url}/api/v1/docs  (OpenAPI: {base_url}/api/v1/openapi.json)")
+    return lines
+
+
 def load_demo(base_url: str, emu: DiscordEmulator | None = None) -> str:
     if not User.objects.filter(email=ADMIN).exists():
         if emu is not None:
@@ -149,17 +206,12 @@ def load_demo(base_url: str, emu: DiscordEmulator | None = None) -> str:
         _create()
     elif emu is not None:
         link_everyone(emu)
-    lines = ["", "coachgate demo is ready.", "",
-             *([f"  Mail:     written to {settings.EMAIL_FILE_PATH}/"]
-               if "filebased" in settings.EMAIL_BACKEND else []),
-             *([f"  Discord:  local emulator at {emu.base_url} (guild "
-                f"{linked.guild_settings().guild_id})"]  # type: ignore[union-attr]  # the demo configured the guild just above
-               if emu is not None else []),
-             f"  Web:      {base_url}/", f"  Admin:    {base_url}/admin/",
-             f"  API docs: {base_url}/api/v1/docs  (OpenAPI: {base_url}/api/v1/openapi.json)",
-             "", f"Log in with any of these (password '{DEMO_PASSWORD}'), API tokens are new:"]
+    lines = ["", "coachgate demo is ready.", "", *_where_to_click(base_url, emu), "",
+             f"API tokens (new at every start; password for the web: '{DEMO_PASSWORD}'):"]
     for email in [ADMIN] + [c[0] for c in COACHES] + [s[0] for s in STUDENTS]:
-        user = User.objects.get(email=email)
+        user = User.objects.filter(email=email).first()
+        if user is None:  # renamed in the demo: nothing to print for it
+            continue
         token = accounts.issue_token(user, "demo").raw
         lines.append(f"  {user.role:8} {email:30} token {token}")
     lines += ["", "Offers and their next bookable slots:"]

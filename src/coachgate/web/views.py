@@ -92,6 +92,10 @@ def coach_page(request: HttpRequest, coach_id: int) -> HttpResponse:
                                               "rates": rates_text(coach)})
 
 
+OFFER_PAGE_DAYS = 7  # days with free slots on one page of the offer's slot wall
+OFFER_PAGE_OPEN_DAYS = 2  # of which the first are open; the others open with a click
+
+
 @require_safe
 def offer_page(request: HttpRequest, offer_id: int) -> HttpResponse:
     viewer = _viewer(request)
@@ -112,14 +116,45 @@ def offer_page(request: HttpRequest, offer_id: int) -> HttpResponse:
     page = scheduling.slot_page(viewer, offer, start=start, end=start + timedelta(days=14),
                                 now=now, limit=scheduling.MAX_SLOT_LIMIT)
     days: dict[str, list[tuple[datetime, scheduling.SlotView]]] = defaultdict(list)
+    later = page.next_start
     for s in page.slots:
         local = s.start.astimezone(tz)
-        days[local.strftime("%A %d %B %Y")].append((local, s))
+        label = local.strftime("%A %d %B %Y")
+        if label not in days and len(days) == OFFER_PAGE_DAYS:
+            later = s.start  # the rest is one "later slots" click away, not one long wall
+            break
+        days[label].append((local, s))
     return render(request, "web/offer.html", {
         "offer": offer, "price": format_amount(offer.price_minor, offer.currency),
-        "days": dict(days), "tz": str(tz),
-        "later": page.next_start.isoformat() if page.next_start else None,
+        "days": dict(days), "tz": str(tz), "owner_view": offer.status != "published"
+        or offer.coach.status != "approved",
+        "later": later.isoformat() if later else None,
+        "from_later": start != now, "open_days": OFFER_PAGE_OPEN_DAYS,
     })
+
+
+def _intake_answers(fields: list[dict[str, Any]], post: Any) -> dict[str, Any]:
+    """The offer form's intake answers as the booking service takes them: a number field's
+    text as a number, a checkbox as true/false, an empty optional field left out. Text that
+    is not a number stays text, so the service says what is wrong with it."""
+    answers: dict[str, Any] = {}
+    for f in fields:
+        raw = post.get(f"intake_{f['key']}")
+        if f["type"] == "checkbox":
+            answers[f["key"]] = raw is not None
+        elif raw is None or not raw.strip():
+            continue
+        elif f["type"] == "number":
+            try:
+                answers[f["key"]] = int(raw)
+            except ValueError:
+                try:
+                    answers[f["key"]] = float(raw)
+                except ValueError:
+                    answers[f["key"]] = raw
+        else:
+            answers[f["key"]] = raw
+    return answers
 
 
 @login_required
@@ -127,16 +162,31 @@ def offer_page(request: HttpRequest, offer_id: int) -> HttpResponse:
 def book(request: HttpRequest, offer_id: int) -> HttpResponse:
     try:
         start = datetime.fromisoformat(request.POST.get("start", ""))
-        intake = {k[7:]: v for k, v in request.POST.items() if k.startswith("intake_")}
+        offer = catalog.get_offer(request.user, offer_id)  # type: ignore[arg-type]  # @login_required: an authenticated User
+        intake = _intake_answers(offer.intake_fields, request.POST)
         scheduling.book_session(request.user, offer_id, start, intake=intake)  # type: ignore[arg-type]  # @login_required: an authenticated User
     except ValueError:
         messages.error(request, "That start time is not valid.")
         return redirect("offer", offer_id=offer_id)
     except CoachgateError as exc:
-        messages.error(request, exc.message)
+        problems = (exc.details or {}).get("fields")
+        if isinstance(problems, dict) and problems:  # the intake answers: say which, how
+            messages.error(request, f"{exc.message} {' '.join(map(str, problems.values()))}")
+        else:
+            messages.error(request, exc.message)
         return redirect("offer", offer_id=offer_id)
     messages.success(request, "Booked. You will get access shortly before the session.")
     return redirect("sessions")
+
+
+# A session's status in words, with the badge colour it shows in.
+SESSION_STATUS = {
+    "scheduled": ("Scheduled", "info"), "in_progress": ("In progress", "ok"),
+    "completed": ("Completed", "ok"), "no_show_student": ("Student absent", "warn"),
+    "no_show_coach": ("Coach absent", "err"), "early_end_short": ("Ended early", "warn"),
+    "cancelled": ("Cancelled", ""),
+}
+SESSIONS_SHOWN = 100  # upcoming, and past, on one page each
 
 
 @login_required
@@ -145,16 +195,21 @@ def my_sessions(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]  # @login_required: an authenticated User
     from coachgate.access.services import join_info
 
-    rows = list(scheduling.visible_sessions(user).select_related("offer", "coach")
-                .order_by("-starts_at")[:200])
     now = clock.now()
+    mine = scheduling.visible_sessions(user).select_related("offer", "coach")
+    upcoming = list(mine.filter(ends_at__gt=now).order_by("starts_at")[:SESSIONS_SHOWN])
+    past = list(mine.filter(ends_at__lte=now).order_by("-starts_at")[:SESSIONS_SHOWN])
+    rows = upcoming + past
     joins = join_info(rows, now)  # a session whose policy cannot be read: "unavailable"
     buttons = _outcome_buttons(user, rows, now)
     for s in rows:
         s.join = joins[s.pk]  # type: ignore[attr-defined]  # a page-only attribute for the template
         s.outcome = buttons.get(s.pk)  # type: ignore[attr-defined]  # a page-only attribute for the template
+        s.status_words, s.status_badge = SESSION_STATUS.get(  # type: ignore[attr-defined]  # page-only attributes for the template
+            s.status, (s.status.replace("_", " ").capitalize(), ""))
     return render(request, "web/sessions.html",
-                  {"rows": rows, "tz": str(timezone.get_current_timezone()), "now": now})
+                  {"upcoming": upcoming, "past": past, "rows": rows,
+                   "tz": str(timezone.get_current_timezone()), "now": now})
 
 
 def _outcome_buttons(user: User, rows: list[Any], now: datetime) -> dict[int, Any]:

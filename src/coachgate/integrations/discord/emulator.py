@@ -76,6 +76,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import html
 import json
 import logging
 import math
@@ -115,6 +116,7 @@ _MESSAGEABLE_TYPES = frozenset({GUILD_TEXT, GUILD_VOICE})
 _VISIBILITY_BITS = P.VIEW_CHANNEL | P.ADMINISTRATOR
 
 _PREFIX = re.compile(r"^/api(?:/v\d+)?(/.*)$")
+_CONSENT_USERNAME = re.compile(r"[A-Za-z0-9_.]{2,32}")  # Discord's username rule
 #: The emulator's own admin routes (not Discord's): see ``DiscordEmulator._admin``.
 ADMIN_PREFIX = "/_emulator"
 
@@ -395,6 +397,7 @@ class DiscordEmulator(LoopbackService):
         self._codes: dict[str, _Code] = {}
         self._apps: dict[str, _App] = {}
         self._authorize_user: str | None = None
+        self._consent_page = False
         # history
         self._log: list[AuditEntry] = []
         self._visibility: list[VisibilityEntry] = []
@@ -517,6 +520,15 @@ class DiscordEmulator(LoopbackService):
             if user_id is not None and user_id not in self._users:
                 raise KeyError(f"unknown user {user_id}")
             self._authorize_user = user_id
+
+    def show_consent_page(self, enabled: bool = True) -> None:
+        """With no user to authorize as (no ``authorize_as``, no ``emulator_user``),
+        /oauth2/authorize shows a consent page instead of an error, as Discord does: the
+        person types a Discord username and presses Authorize, which makes a new emulator
+        user and approves as them (Cancel answers ``error=access_denied``). The demo uses
+        it, so a freshly signed-up user can connect Discord in the browser."""
+        with self._lock:
+            self._consent_page = enabled
 
     def add_member(self, guild_id: str, user_id: str, *,
                    roles: Iterable[str] = ()) -> None:
@@ -1942,11 +1954,18 @@ class DiscordEmulator(LoopbackService):
                                 and redirect_uri not in app.redirect_uris):
             return page(400, "Invalid OAuth2 redirect_uri")
         uid = q.get("emulator_user") or self._authorize_user
-        if uid is None or uid not in self._users:
+        params: dict[str, str] = {}
+        if uid is None and self._consent_page and q.get("emulator_consent") != "deny":
+            name = q.get("emulator_username", "").strip()
+            if not _CONSENT_USERNAME.fullmatch(name):
+                return self._consent_answer(q, retry="emulator_consent" in q)
+            uid = self._create_user(name.lower(), name)
+        if uid is None and self._consent_page:
+            params["error"] = "access_denied"  # the person pressed Cancel
+        elif uid is None or uid not in self._users:
             return page(400, "No user to authorize as: call emu.authorize_as(user_id) or "
                              "pass emulator_user=<id>.")
-        params: dict[str, str] = {}
-        if q.get("response_type") != "code":
+        elif q.get("response_type") != "code":
             params["error"] = "unsupported_response_type"
         else:
             code = secrets.token_urlsafe(18)
@@ -1959,6 +1978,46 @@ class DiscordEmulator(LoopbackService):
             params["state"] = q["state"]
         sep = "&" if "?" in redirect_uri else "?"
         return _Answer(302, raw=b"", headers={"Location": redirect_uri + sep + urlencode(params)})
+
+    @staticmethod
+    def _consent_answer(q: Mapping[str, str], *, retry: bool) -> _Answer:
+        """The consent page (``show_consent_page``): the authorize request's parameters as
+        hidden fields, a username, Authorize and Cancel (both submit to this page)."""
+        esc = html.escape
+        hidden = "".join(
+            f'<input type="hidden" name="{esc(k)}" value="{esc(v)}">' for k, v in q.items()
+            if not k.startswith("emulator_"))
+        scopes = {"identify": "Know your username and avatar",
+                  "guilds.join": "Join servers for you"}
+        asked = "".join(f"<li>{esc(scopes.get(s, s))}</li>"
+                        for s in q.get("scope", "identify").replace("+", " ").split())
+        error = ('<p class="err" role="alert">A username is 2 to 32 letters, digits, dots or '
+                 'underscores.</p>' if retry else "")
+        body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Authorize access · Discord (local emulator)</title><style>
+body{{font-family:system-ui,sans-serif;background:#313338;color:#f2f3f5;margin:0;padding:1rem}}
+main{{max-width:26rem;margin:2rem auto;background:#2b2d31;border-radius:8px;padding:1.5rem}}
+h1{{font-size:1.3rem;margin-top:0}} .note{{color:#c4c9ce;font-size:.9rem}}
+label{{display:block;margin:1rem 0 .3rem;font-weight:600}}
+input[type=text]{{width:100%;box-sizing:border-box;padding:.6rem;border-radius:4px;
+border:1px solid #6d6f78;background:#1e1f22;color:#f2f3f5;font-size:1rem}}
+.row{{display:flex;gap:.5rem;margin-top:1.2rem}} button{{flex:1;padding:.7rem;border:0;
+border-radius:4px;font-size:1rem;cursor:pointer}} .ok{{background:#4752c4;color:#fff}}
+.no{{background:#4e5058;color:#fff}} .err{{color:#fca5a5}}</style></head><body><main>
+<h1>An application wants to access your Discord account</h1>
+<p class="note">This is coachgate's local Discord emulator, not discord.com: no real
+Discord account is used. Pick a username for a new emulated Discord account.</p>
+<p>It will be able to:</p><ul>{asked}</ul>
+<form method="get" action="/oauth2/authorize">{hidden}{error}
+<label for="emulator_username">Discord username</label>
+<input type="text" id="emulator_username" name="emulator_username" required
+ minlength="2" maxlength="32" pattern="[A-Za-z0-9_.]{{2,32}}" autocomplete="off" autofocus>
+<div class="row"><button class="no" type="submit" name="emulator_consent" value="deny"
+ formnovalidate>Cancel</button><button class="ok" type="submit" name="emulator_consent"
+ value="allow">Authorize</button></div></form></main></body></html>"""
+        return _Answer(200, raw=body.encode(),
+                       headers={"Content-Type": "text/html; charset=utf-8"})
 
     def _h_oauth_token(self, ctx: _Ctx) -> _Answer:
         def oauth_error(status: int, error: str, description: str) -> _Answer:
