@@ -137,11 +137,11 @@ def test_the_offer_page_links_to_later_slots(crowded):
     r = client.get(f"/offers/{crowded.pk}/")
     assert r.status_code == 200
     html = r.content.decode()
-    assert "Later slots" in html
-    assert html.count('class="card"') == services.MAX_SLOT_LIMIT
+    assert "Later times" in html
+    assert html.count('class="slot"') == services.MAX_SLOT_LIMIT
     later = html.split('href="?from=')[1].split('"')[0]
     r = client.get(f"/offers/{crowded.pk}/?from={later}")
-    assert r.status_code == 200 and "Later slots" in r.content.decode()
+    assert r.status_code == 200 and "Later times" in r.content.decode()
 
 
 # --- what an offer may configure -------------------------------------------------------
