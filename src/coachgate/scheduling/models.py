@@ -95,6 +95,10 @@ class Session(models.Model):
             models.Index(fields=["coach", "starts_at"]),
             models.Index(fields=["status", "starts_at"]),
             models.Index(fields=["offer", "starts_at"]),
+            # The admin statistics (scheduling.stats): per-day and per-coach aggregates over
+            # a period, read from the index alone on PostgreSQL (INCLUDE; SQLite ignores it).
+            models.Index(fields=["starts_at", "status"], include=["coach", "ends_at"],
+                         name="session_stats_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")),
