@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from coachgate.accounts import services as accounts
 from coachgate.accounts.models import ApplicationStatus
@@ -31,6 +31,7 @@ class ApproveForm(forms.Form):
 
 
 @admin_required
+@require_GET
 def approvals(request: HttpRequest) -> HttpResponse:
     apps = accounts.visible_applications(request.admin)  # type: ignore[attr-defined]  # set by admin_required
     pending = [a for a in apps if a.status == ApplicationStatus.PENDING]
@@ -40,8 +41,8 @@ def approvals(request: HttpRequest) -> HttpResponse:
                   context(request, pending=pending, decided=decided))
 
 
-@require_POST
 @admin_required
+@require_POST
 def approve(request: HttpRequest, app_id: int) -> HttpResponse:
     form = ApproveForm(request.POST)
     note = form.cleaned_data["note"] if form.is_valid() else ""
@@ -54,8 +55,8 @@ def approve(request: HttpRequest, app_id: int) -> HttpResponse:
     return redirect(PAGE)
 
 
-@require_POST
 @admin_required
+@require_POST
 def reject(request: HttpRequest, app_id: int) -> HttpResponse:
     form = RejectForm(request.POST)
     if not form.is_valid():

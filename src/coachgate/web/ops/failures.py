@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from coachgate.access import services as access
 from coachgate.billing.services import problems as billing_problems
@@ -84,6 +84,7 @@ def _money_items() -> list[Item]:
 
 
 @admin_required
+@require_GET
 def inbox(request: HttpRequest) -> HttpResponse:
     groups = [("Discord access", "access", _access_items()),
               ("Payments and settlements", "money", _money_items()),
@@ -107,8 +108,8 @@ def _act(request: HttpRequest, action: Callable[[], tuple[bool, str]]) -> HttpRe
     return redirect(INBOX)
 
 
-@require_POST
 @admin_required
+@require_POST
 def retry_access(request: HttpRequest, session_id: int) -> HttpResponse:
     def run() -> tuple[bool, str]:
         result = access.retry_access(request.admin, session_id)  # type: ignore[attr-defined]  # set by admin_required
@@ -120,8 +121,8 @@ def retry_access(request: HttpRequest, session_id: int) -> HttpResponse:
     return _act(request, run)
 
 
-@require_POST
 @admin_required
+@require_POST
 def retry_notification(request: HttpRequest, pk: int) -> HttpResponse:
     def run() -> tuple[bool, str]:
         if notify.retry_notification(request.admin, pk):  # type: ignore[attr-defined]  # set by admin_required
@@ -130,8 +131,8 @@ def retry_notification(request: HttpRequest, pk: int) -> HttpResponse:
     return _act(request, run)
 
 
-@require_POST
 @admin_required
+@require_POST
 def retry_task(request: HttpRequest, task_id: UUID) -> HttpResponse:
     def run() -> tuple[bool, str]:
         if failed_tasks.retry_task(str(task_id)):
@@ -140,8 +141,8 @@ def retry_task(request: HttpRequest, task_id: UUID) -> HttpResponse:
     return _act(request, run)
 
 
-@require_POST
 @admin_required
+@require_POST
 def dismiss_task(request: HttpRequest, task_id: UUID) -> HttpResponse:
     def run() -> tuple[bool, str]:
         if failed_tasks.dismiss_task(str(task_id)):
@@ -151,8 +152,8 @@ def dismiss_task(request: HttpRequest, task_id: UUID) -> HttpResponse:
 
 
 def _money(kind: str) -> Any:
-    @require_POST
     @admin_required
+    @require_POST
     def view(request: HttpRequest, pk: int) -> HttpResponse:
         actor = request.admin  # type: ignore[attr-defined]  # set by admin_required
 

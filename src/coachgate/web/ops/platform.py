@@ -13,7 +13,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from coachgate.access.check import CheckReport, check_guild
 from coachgate.accounts import discord as linked
@@ -39,12 +39,13 @@ def _settings(request: HttpRequest, report: CheckReport | None) -> HttpResponse:
 
 
 @admin_required
+@require_GET
 def settings_page(request: HttpRequest) -> HttpResponse:
     return _settings(request, None)
 
 
-@require_POST
 @admin_required
+@require_POST
 def run_check(request: HttpRequest) -> HttpResponse:
     try:
         report = check_guild()

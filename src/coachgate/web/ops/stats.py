@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 from django.utils import timezone
+from django.views.decorators.http import require_GET
 
 from coachgate.access import stats as access_stats
 from coachgate.billing.services import stats as billing_stats
@@ -132,6 +133,7 @@ def _chart_data(figures: dict[str, Any]) -> dict[str, Any]:
 
 
 @admin_required
+@require_GET
 def statistics(request: HttpRequest) -> HttpResponse:
     zone = timezone.get_current_timezone()
     today = clock.now().astimezone(zone).date()
