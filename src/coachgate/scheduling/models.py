@@ -20,6 +20,8 @@ class WeeklyAvailability(models.Model):
     end_time = models.TimeField()
 
     class Meta:
+        verbose_name = "weekly availability rule"
+        verbose_name_plural = "weekly availability rules"
         ordering = ["weekday", "start_time"]
         constraints = [
             models.CheckConstraint(condition=Q(weekday__lte=6), name="weekly_weekday_range"),
@@ -43,6 +45,7 @@ class AvailabilityOverride(models.Model):
     end_time = models.TimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "date override"
         ordering = ["day", "start_time"]
         indexes = [models.Index(fields=["coach", "day"])]
 
