@@ -73,7 +73,8 @@ def test_statistics_show_a_settled_session_in_charts_and_tables(
     assert (money["Revenue"], money["Fees"], money["Payouts"]) == ([50.0], [5.0], [45.0])
     assert data["hours"]["labels"] == ["Coach"]
     # The same numbers in the tables; the charts are drawn by the static script.
-    assert "<td>50.00 USD</td><td>5.00 USD</td><td>45.00 USD</td>" in html
+    assert ('<td class="ops-num">50.00 USD</td><td class="ops-num">5.00 USD</td>'
+            '<td class="ops-num">45.00 USD</td>') in html
     assert 'src="/static/web/ops.js"' in html and "chart.umd.min.js" in html
     assert "<script>" not in html  # no inline script without the nonce
     assert 'aria-current="page">Statistics' in html and 'href="/admin/"' in html

@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from coachgate.access import services as access
@@ -41,13 +42,20 @@ class Item:
     link: str = ""
 
 
+def _when(at: datetime) -> str:
+    """A session's start in the viewer's zone, named (the request's active zone)."""
+    local = timezone.localtime(at)
+    return f"{local:%a %-d %b %Y, %H:%M} {timezone.get_current_timezone_name()}"
+
+
 def _access_items() -> list[Item]:
     items = []
     for row in access.access_needing_action():
         session = row.session
         items.append(Item(
             "Discord access", f"Session {session.pk}: {session.offer.title} with "
-            f"{session.coach.display_name}", access.explain_access_error(row),
+            f"{session.coach.display_name}, {_when(session.starts_at)}",
+            access.explain_access_error(row),
             f"{row.last_error} ({row.attempts} failed run{'s' if row.attempts != 1 else ''})",
             row.updated_at, f"{INBOX}access/{session.pk}/retry", "Retry now",
             link=f"/admin/access/sessionaccess/{session.pk}/change/"))

@@ -35,8 +35,7 @@ class PeriodForm(forms.Form):
     start = forms.DateField(label="From", required=False,
                             widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(label="To", required=False,
-                          widget=forms.DateInput(attrs={"type": "date"}),
-                          help_text="Both days included.")
+                          widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
