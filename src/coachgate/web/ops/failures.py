@@ -40,6 +40,7 @@ class Item:
     retry_label: str = "Retry"
     dismiss_url: str = ""
     link: str = ""
+    when_label: str = "failed"
 
 
 def _when(at: datetime) -> str:
@@ -58,6 +59,7 @@ def _access_items() -> list[Item]:
             access.explain_access_error(row),
             f"{row.last_error} ({row.attempts} failed run{'s' if row.attempts != 1 else ''})",
             row.updated_at, f"{INBOX}access/{session.pk}/retry", "Retry now",
+            when_label="last run",
             link=f"/admin/access/sessionaccess/{session.pk}/change/"))
     return items
 
@@ -68,7 +70,7 @@ def _notification_items() -> list[Item]:
                  + (f" after {n.attempts} attempt{'s' if n.attempts != 1 else ''}"
                     if n.attempts else "") + ". Retry once the address or the service works.",
                  n.last_error, n.created_at, f"{INBOX}notifications/{n.pk}/retry",
-                 link=f"/admin/notify/notification/{n.pk}/change/")
+                 link=f"/admin/notify/notification/{n.pk}/change/", when_label="created")
             for n in notify.failed_notifications()]
 
 
@@ -87,7 +89,8 @@ _MONEY_LABELS = {"payment": "Payment", "settlement": "Settlement", "webhook": "G
 def _money_items() -> list[Item]:
     return [Item(_MONEY_LABELS[p.kind], p.title, p.cause, "", p.at,
                  f"{INBOX}{p.kind}s/{p.pk}/retry",
-                 "Run the payment now" if p.kind == "payment" else "Retry")
+                 "Run the payment now" if p.kind == "payment" else "Retry",
+                 when_label="received" if p.kind == "webhook" else "last changed")
             for p in billing_problems.problems()]
 
 
