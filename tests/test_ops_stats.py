@@ -186,3 +186,12 @@ def test_the_worker_records_each_gate_run_with_its_lateness(
     got = {g.kind: g for g in access_stats.gate_lateness(start - 48 * H, start + 48 * H)}
     assert (got["grant"].runs, got["grant"].ok, got["grant"].p50_ms) == (1, 0, 1500.0)
     assert access_stats.provisioning(list(got.values())).rate == 0.0
+
+
+def test_lateness_above_a_second_keeps_three_significant_digits(week: dict[str, Any]) -> None:
+    row = SessionAccess.objects.get(pk=week["sessions"][0].pk)
+    for i, ms in enumerate((1234, 56_789, 2_345_678)):
+        _run(row.pk, "revoke", MONDAY + i * H, ms)
+    (g,) = access_stats.gate_lateness(MONDAY, MONDAY + 24 * H)
+    assert (g.p50_ms, g.p99_ms, g.max_ms) == (56_700.0, 2_340_000.0, 2_345_678.0)
+    assert access_stats._percentile([], 0, 0.5) == 0.0
