@@ -62,22 +62,23 @@ def _period(start: datetime, end: datetime) -> QuerySet[GateRun]:
 def gate_lateness(start: datetime, end: datetime) -> list[GateLateness]:
     """Per gate kind: runs whose gate fell due in [start, end), how many succeeded, and
     how late they began (p50, p99, max, milliseconds; percentiles to three significant
-    digits). Two aggregates: the counts per kind, and a histogram per kind and rounded
-    lateness (a hash aggregate PostgreSQL runs in parallel; no sort of the runs)."""
-    period = _period(start, end)
-    totals = list(period.values("kind").order_by("kind").annotate(
-        runs=Count("*"), good=Count("kind", filter=Q(ok=True)), worst=Max("late_ms")))
-    histograms: dict[str, list[tuple[int, int]]] = {}
-    for kind, value, count in (period.annotate(key=_rounded_ms()).values("kind", "key")
-                               .annotate(n=Count("*")).order_by("kind", "key")
-                               .values_list("kind", "key", "n")):
-        histograms.setdefault(kind, []).append((value, count))
+    digits). One aggregate, by kind and rounded lateness (a hash aggregate PostgreSQL runs
+    in parallel; no sort of the runs); the kinds' totals are summed from it."""
+    rows = (_period(start, end).annotate(key=_rounded_ms()).values("kind", "key")
+            .annotate(n=Count("*"), good=Count("kind", filter=Q(ok=True)),
+                      worst=Max("late_ms"))
+            .order_by("kind", "key").values_list("kind", "key", "n", "good", "worst"))
+    kinds: dict[str, list[tuple[int, int, int, int]]] = {}
+    for kind, key, n, good, worst in rows:
+        kinds.setdefault(kind, []).append((key, n, good, worst))
     result = []
-    for r in totals:
-        h = histograms.get(r["kind"], [])
-        result.append(GateLateness(r["kind"], r["runs"], r["good"],
-                                   _percentile(h, r["runs"], 0.5),
-                                   _percentile(h, r["runs"], 0.99), float(r["worst"])))
+    for kind, buckets in kinds.items():
+        histogram = [(key, n) for key, n, _, _ in buckets]
+        runs = sum(n for _, n in histogram)
+        result.append(GateLateness(kind, runs, sum(b[2] for b in buckets),
+                                   _percentile(histogram, runs, 0.5),
+                                   _percentile(histogram, runs, 0.99),
+                                   float(max(b[3] for b in buckets))))
     return result
 
 
