@@ -315,6 +315,9 @@ SOCIALACCOUNT_PROVIDERS = {
 # --- I18N / time ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Dates and times name their zone wherever Django formats them (admin lists, read-only
+# fields): coachgate.web.formats.
+FORMAT_MODULE_PATH = ["coachgate.web.formats"]
 USE_I18N = True
 USE_TZ = True
 

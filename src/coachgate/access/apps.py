@@ -6,7 +6,7 @@ from django.apps import AppConfig
 class AccessConfig(AppConfig):
     name = "coachgate.access"
     label = "access"
-    verbose_name = "Session access"
+    verbose_name = "Session access (Discord)"
 
     def ready(self) -> None:
         from coachgate.access import receivers  # noqa: F401  (connects session events)

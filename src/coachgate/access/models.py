@@ -127,3 +127,28 @@ class GuildState(models.Model):
     guild_id = models.CharField(max_length=32, primary_key=True)
     other_channels = models.PositiveIntegerField(default=0)
     checked_at = models.DateTimeField()
+
+
+class GateRun(models.Model):
+    """One run of a gate at its due time: when it was due, when the worker ran it and
+    whether it succeeded. The admin statistics read lateness (p50/p99 per kind) and the
+    provisioning success rate from these rows, not from any process's memory."""
+
+    access = models.ForeignKey(SessionAccess, on_delete=models.CASCADE, related_name="gate_runs",
+                               db_index=False)  # looked up by due time, never by session
+    kind = models.CharField(max_length=16)
+    due_at = models.DateTimeField()
+    ran_at = models.DateTimeField()
+    late_ms = models.PositiveIntegerField(help_text="How late the run began (ms).")
+    ok = models.BooleanField(help_text="The run achieved what the gate asks.")
+
+    class Meta:
+        indexes = [
+            # The statistics' one range scan: a covering index (PostgreSQL reads the index
+            # only; SQLite ignores INCLUDE and reads the rows).
+            models.Index(fields=["due_at"], include=["kind", "late_ms", "ok"],
+                         name="access_gate_run_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} gate of session {self.access_id}: {self.late_ms} ms late"

@@ -45,7 +45,7 @@ from coachgate.scheduling.lifecycle import LIVE
 from coachgate.scheduling.models import Booking, BookingStatus, Session
 
 from . import rules
-from .models import Category, DiscordCall, ErrorKind, GuildState, OfferRole, SessionAccess
+from .models import Category, DiscordCall, ErrorKind, GateRun, GuildState, OfferRole, SessionAccess
 from .rules import GateKind, Phase
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,7 @@ class RunResult:
     phase: str = ""
     calls: int = 0
     error: str = ""
+    gate: tuple[str, datetime] | None = None  # (kind, due time) when a gate fell due
 
 
 @dataclass
@@ -370,11 +371,13 @@ def _run_claimed(row: SessionAccess, now: datetime) -> RunResult:
     desired = rules.desired_phase(gates, live=live, now=now)
     run = _Run(row, session, policy, gates, now)
     due = row.next_due_at
+    result = RunResult(session.pk, "ok", phase=desired.value)
     if due is not None and due <= now:
         kind = next((g.kind for g in reversed(gates) if g.at <= due), GateKind.PROVISION)
         if row.attempts == 0:  # lateness of a gate, not of a retry
             metrics.GATE_LATENESS.labels(kind=kind.value).observe((now - due).total_seconds())
-    result = RunResult(session.pk, "ok", phase=desired.value)
+        if any(g.at == due for g in gates):  # a gate's own run (not a retry's): recorded
+            result.gate = (kind.value, due)
     try:
         if row.discord:
             _converge_discord(run, desired)
@@ -444,6 +447,12 @@ def _finish(row: SessionAccess, result: RunResult, calls: list[tuple[CallRecord,
             "reminder_sent_before_s", "access_open_sent", "error_kind", "last_error",
             "attempts", "runs", "discord_calls", "last_run_at", "verified_at", "updated_at",
         ])
+        if result.gate is not None:
+            kind, due_at = result.gate
+            GateRun.objects.create(
+                access_id=row.pk, kind=kind, due_at=due_at, ran_at=now,
+                late_ms=max(0, int((now - due_at).total_seconds() * 1000)),
+                ok=result.outcome == "ok")
         if calls:
             DiscordCall.objects.bulk_create([
                 DiscordCall(access_id=None if shared else row.pk,
@@ -1279,3 +1288,51 @@ def _before_words(seconds: int) -> str:
         return f"{hours} hour{'s' if hours != 1 else ''}"
     minutes = seconds // 60
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+# --- the admin console's failures inbox ---------------------------------------------------
+
+NEEDS_ACTION = (ErrorKind.ACTION, ErrorKind.DATA)
+
+# Discord's error codes an admin is likely to meet, in words, with what to do.
+_CAUSES: dict[str, str] = {
+    "(code 50013)": "The bot lacks a Discord permission it needs (Missing Permissions): give "
+                    "the bot's role Manage Channels and Manage Roles in the guild, then retry.",
+    "(code 50001)": "The bot cannot see a channel or category it must manage (Missing "
+                    "Access): check the category's permissions for the bot, then retry.",
+    "(code 10004)": "Discord does not know the guild: check the guild id in the platform's "
+                    "Discord settings, and that the bot was added to that guild.",
+    "-> 401": "Discord refused the bot token: it is wrong or was reset; set the new token.",
+    "NotConfigured": "Discord is not configured: set the guild id and the bot token.",
+}
+
+
+def explain_access_error(row: SessionAccess) -> str:
+    """The row's last error in words, with what to do about it."""
+    if row.error_kind == ErrorKind.DATA:
+        return ("The session's stored access policy cannot be used (or a bug): "
+                f"{row.last_error}. Fix the offer's policy, then retry.")
+    for marker, words in _CAUSES.items():
+        if marker in row.last_error:
+            return words
+    return f"Discord answered: {row.last_error}"
+
+
+def access_needing_action(*, limit: int = 50) -> list[SessionAccess]:
+    """Access rows whose last run needs a person (newest first, at most ``limit``)."""
+    return list(SessionAccess.objects.filter(error_kind__in=NEEDS_ACTION)
+                .select_related("session__offer", "session__coach")
+                .order_by("-updated_at")[:limit])
+
+
+def retry_access(actor: User, session_id: int, *, now: datetime | None = None) -> RunResult:
+    """An admin's retry of a session's access (after fixing the bot's permissions, the
+    policy or the configuration): run its gates now, as the worker would."""
+    from coachgate.kit.errors import Forbidden, NotFound
+
+    if not actor.is_admin:
+        raise Forbidden("Only an admin can retry a session's access.")
+    if not SessionAccess.objects.filter(pk=session_id).exists():
+        raise NotFound("No such session access.")
+    log.info("admin %s retries the access of session %s", actor.pk, session_id)
+    return converge(session_id, now=now or clock.now())

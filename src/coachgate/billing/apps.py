@@ -6,6 +6,7 @@ from django.apps import AppConfig
 class BillingConfig(AppConfig):
     name = "coachgate.billing"
     label = "billing"
+    verbose_name = "Billing and payments"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -7,6 +7,7 @@ from django.core import checks
 class KitConfig(AppConfig):
     name = "coachgate.kit"
     label = "kit"
+    verbose_name = "Platform"
 
     def ready(self) -> None:
         checks.register(unknown_settings_check)

@@ -409,3 +409,19 @@ def retry_failed(ids: Iterable[int], *, now: datetime) -> int:
     if pks:
         _enqueue_sends(pks)
     return len(pks)
+
+
+def failed_notifications(*, limit: int = 50) -> list[Notification]:
+    """Failed sends (retries exhausted or refused), newest first: the admin's inbox."""
+    return list(Notification.objects.filter(status=Status.FAILED).select_related("user")
+                .order_by("-created_at")[:limit])
+
+
+def retry_notification(actor: User, notification_id: int, *, now: datetime | None = None
+                       ) -> bool:
+    """An admin's retry of one failed notification; False when it was not failed (any more)."""
+    from coachgate.kit.errors import Forbidden
+
+    if not actor.is_admin:
+        raise Forbidden("Only an admin can retry a notification.")
+    return retry_failed([notification_id], now=now or clock.now()) == 1

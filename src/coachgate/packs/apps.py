@@ -6,6 +6,7 @@ from django.apps import AppConfig
 class PacksConfig(AppConfig):
     name = "coachgate.packs"
     label = "packs"
+    verbose_name = "Packs and seats"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

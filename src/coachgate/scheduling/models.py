@@ -20,6 +20,8 @@ class WeeklyAvailability(models.Model):
     end_time = models.TimeField()
 
     class Meta:
+        verbose_name = "weekly availability rule"
+        verbose_name_plural = "weekly availability rules"
         ordering = ["weekday", "start_time"]
         constraints = [
             models.CheckConstraint(condition=Q(weekday__lte=6), name="weekly_weekday_range"),
@@ -43,6 +45,7 @@ class AvailabilityOverride(models.Model):
     end_time = models.TimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "date override"
         ordering = ["day", "start_time"]
         indexes = [models.Index(fields=["coach", "day"])]
 
@@ -95,6 +98,10 @@ class Session(models.Model):
             models.Index(fields=["coach", "starts_at"]),
             models.Index(fields=["status", "starts_at"]),
             models.Index(fields=["offer", "starts_at"]),
+            # The admin statistics (scheduling.stats): per-day and per-coach aggregates over
+            # a period, read from the index alone on PostgreSQL (INCLUDE; SQLite ignores it).
+            models.Index(fields=["starts_at", "status"], include=["coach", "ends_at"],
+                         name="session_stats_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")),

@@ -1,3 +1,11 @@
+"""The admin console (/ops/): statistics, the failures inbox, approvals, settings."""
 from django.urls import URLPattern
 
-urlpatterns: list[URLPattern] = []
+from . import approvals, failures, platform, stats
+
+urlpatterns: list[URLPattern] = [
+    *stats.urlpatterns,
+    *failures.urlpatterns,
+    *approvals.urlpatterns,
+    *platform.urlpatterns,
+]
