@@ -20,7 +20,7 @@ from coachgate.scheduling import services as scheduling
 from coachgate.scheduling import stats
 from coachgate.scheduling.models import Session
 from tests.clients import DiscordEnv
-from tests.factories import MONDAY, make_coach, make_offer, make_student
+from tests.factories import MONDAY, make_admin, make_coach, make_offer, make_student
 
 H = timedelta(hours=1)
 UTCZ = ZoneInfo("UTC")
@@ -195,3 +195,20 @@ def test_lateness_above_a_second_keeps_three_significant_digits(week: dict[str, 
     (g,) = access_stats.gate_lateness(MONDAY, MONDAY + 24 * H)
     assert (g.p50_ms, g.p99_ms, g.max_ms) == (56_700.0, 2_340_000.0, 2_345_678.0)
     assert access_stats._percentile([], 0, 0.5) == 0.0
+
+
+def test_the_sweep_prunes_gate_runs_older_than_the_kept_period(db: None) -> None:
+    from coachgate.access.services import GATE_RUNS_KEPT, prune_gate_runs
+
+    admin = make_admin()
+    offer = make_offer(make_coach(admin=admin))
+    session = scheduling.book_session(make_student(), offer.pk, MONDAY.replace(hour=9),
+                                      now=MONDAY - timedelta(days=2)).session
+    access = SessionAccess.objects.get(pk=session.pk)
+    now = MONDAY + timedelta(days=500)
+    old = _run(access.pk, "grant", now - GATE_RUNS_KEPT - timedelta(minutes=1), 10)
+    kept = _run(access.pk, "revoke", now - GATE_RUNS_KEPT + timedelta(minutes=1), 20)
+    assert prune_gate_runs(now, batch=10) == 1
+    assert list(GateRun.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert not GateRun.objects.filter(pk=old.pk).exists()
+    assert prune_gate_runs(now) == 0

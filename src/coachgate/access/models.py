@@ -134,8 +134,9 @@ class GateRun(models.Model):
     whether it succeeded. The admin statistics read lateness (p50/p99 per kind) and the
     provisioning success rate from these rows, not from any process's memory."""
 
-    access = models.ForeignKey(SessionAccess, on_delete=models.CASCADE, related_name="gate_runs",
-                               db_index=False)  # looked up by due time, never by session
+    # Indexed although the statistics read by due time: deleting a session's access row
+    # cascades here, and without the index each such delete would scan every run.
+    access = models.ForeignKey(SessionAccess, on_delete=models.CASCADE, related_name="gate_runs")
     kind = models.CharField(max_length=16)
     due_at = models.DateTimeField()
     ran_at = models.DateTimeField()

@@ -934,6 +934,7 @@ def sweep(*, now: datetime | None = None, limit: int = 500, drift: bool = True,
             log.exception("drift repair failed")
             report.drift_error = due.describe(exc)
     due.isolated("task_prune", "pruning finished wake-ups", prune_task_results, now)
+    due.isolated("gate_run_prune", "pruning old gate runs", prune_gate_runs, now)
     return report
 
 
@@ -957,6 +958,19 @@ def prune_task_results(now: datetime, keep: timedelta = timedelta(hours=1)) -> i
                .values_list("pk", flat=True)[:5000])
     if old:
         DBTaskResult.objects.filter(pk__in=old).delete()
+    return len(old)
+
+
+GATE_RUNS_KEPT = timedelta(days=400)  # the statistics' longest period, a year, and some
+
+
+def prune_gate_runs(now: datetime, keep: timedelta = GATE_RUNS_KEPT, batch: int = 5000) -> int:
+    """Gate runs older than ``keep`` go, at most ``batch`` per sweep (one gate run per
+    gate of every session would otherwise grow without end)."""
+    old = list(GateRun.objects.filter(due_at__lt=now - keep).order_by("due_at")
+               .values_list("pk", flat=True)[:batch])
+    if old:
+        GateRun.objects.filter(pk__in=old).delete()
     return len(old)
 
 

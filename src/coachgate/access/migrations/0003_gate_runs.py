@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
                 ('ran_at', models.DateTimeField()),
                 ('late_ms', models.PositiveIntegerField(help_text='How late the run began (ms).')),
                 ('ok', models.BooleanField(help_text='The run achieved what the gate asks.')),
-                ('access', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='gate_runs', to='access.sessionaccess')),
+                ('access', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='gate_runs', to='access.sessionaccess')),
             ],
             options={
                 'indexes': [models.Index(fields=['due_at'], include=('kind', 'late_ms', 'ok'), name='access_gate_run_due_idx')],
