@@ -101,8 +101,11 @@ def test_a_coach_creates_and_publishes_an_offer_through_the_wizard(
         login_as(student_context, base_url, make_student())
         student_page.goto(base_url + f"/offers/{offer.pk}/")
         expect(student_page.get_by_role("heading", name="Career coaching")).to_be_visible()
-        expect(student_page.get_by_text(re.compile("45.00 EUR · 45 min"))).to_be_visible()
-        expect(student_page.get_by_label("What would you like to achieve? *")).to_be_visible()
+        facts = student_page.get_by_role("complementary", name="About this offer")
+        expect(facts.get_by_text("45.00 EUR", exact=True)).to_be_visible()
+        expect(facts.get_by_text("45 min", exact=True)).to_be_visible()
+        expect(student_page.get_by_label("What would you like to achieve? (required)")
+               ).to_be_visible()
         check(student_page, request, "8-student-offer-page")
     finally:
         student_context.close()
