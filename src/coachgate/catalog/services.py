@@ -50,7 +50,10 @@ def approve_application(
             "timezone": app.timezone, "status": CoachStatus.APPROVED, "approved_at": when,
         },
     )
+    # The zone the applicant gave becomes the account's when it is still the default, so
+    # the new coach's pages show their own times, not UTC.
     User.objects.filter(pk=app.user_id).update(role=Role.COACH)
+    User.objects.filter(pk=app.user_id, timezone="UTC").update(timezone=app.timezone)
     return app
 
 
