@@ -20,11 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-# Playwright's sync API keeps an event loop on the test's thread; the ORM calls the tests
-# make between page actions are synchronous and safe there.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,21 +47,24 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Playwright's sync API keeps an event loop on the test's thread, so Django would take
-    the ORM calls the tests make between page actions for async code. They are synchronous
-    and safe: allowed for browser tests only, not for the rest of the suite."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
 # Module-scoped, not session-scoped: while Playwright runs, its event loop is the thread's
 # running loop, and tests after the browser tests that call asyncio.run() (discord.py's
 # smoke test) would fail with "cannot be called from a running event loop".
+# For as long as that loop runs, Django would take the ORM calls the tests make between
+# page actions for async code; they are synchronous and safe, so Django is told so for
+# exactly that time (never for the rest of the suite, nor for the processes it starts).
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as p:
-        yield p
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            yield p
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
 @pytest.fixture(scope="module")
