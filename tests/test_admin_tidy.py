@@ -1,5 +1,5 @@
 """Django admin tidied: one clearly named section per domain, readable plurals, times with
-their zone, and the JSON fields edited as words or indented, checked JSON."""
+their zone, and the JSON fields edited as words, rows of inputs and inputs per key."""
 
 from __future__ import annotations
 
@@ -42,26 +42,43 @@ def test_times_in_lists_name_their_zone(admin: User, now: datetime) -> None:
     assert rows and rows[0]["starts_at"] == "March 3, 2031, 7 p.m. JST"
 
 
-def test_specialties_are_words_and_policies_indented_checked_json(admin: User) -> None:
+def test_specialties_are_words_and_questions_and_policies_are_inputs(admin: User) -> None:
     coach = make_coach(admin=admin)
     profile = CoachProfile.objects.get(user=coach)
     client = admin_client(admin)
     page = client.get(f"/admin/catalog/coachprofile/{profile.pk}/change/").content.decode()
     assert 'value="python"' in page and "[&quot;python&quot;]" not in page
-    offer = make_offer(coach, intake_fields=[{"label": "Goal", "type": "text"}])
+    offer = make_offer(coach, intake_fields=[{"label": "Goal", "type": "text"}],
+                       money_policy={"no_show_wait_ratio": "1/4"})
     page = client.get(f"/admin/catalog/offer/{offer.pk}/change/").content.decode()
-    # Indented, one key a line (PostgreSQL's jsonb keeps its own key order).
-    assert "[\n  {\n    &quot;" in page and "\n    &quot;label&quot;: &quot;Goal&quot;" in page
+    # The stored question is a row of inputs, followed by empty rows; no JSON in sight.
+    assert 'name="intake_fields-0-label" value="Goal"' in page
+    assert 'name="intake_fields-1-label" value=""' in page
+    assert 'name="money_policy-no_show_wait_ratio" value="1/4"' in page
+    assert "&quot;label&quot;" not in page
+    stored = Offer.objects.get(pk=offer.pk).money_policy
     form = _form_data(page)
-    form["money_policy"] = '{"no_show_charge": "3/2"}'
+    form["money_policy-min_payable_ratio"] = "3/2"  # more than the whole session
     r = client.post(f"/admin/catalog/offer/{offer.pk}/change/", form)
     assert r.status_code == 200 and "errorlist" in r.content.decode()  # refused, with why
-    form["money_policy"] = "{}"
-    form["intake_fields"] = '[{"label": "Level", "type": "text"}]'
+    assert Offer.objects.get(pk=offer.pk).money_policy == stored  # nothing changed
+    form["money_policy-min_payable_ratio"] = ""
+    form["intake_fields-0-label"] = ""  # removes "Goal"
+    form["intake_fields-1-label"] = "Level"
+    form["intake_fields-1-type"] = "choice"
+    form["intake_fields-1-choices"] = "beginner, advanced"
+    form["intake_fields-1-required"] = "on"
+    form["access_policy-reminders_before_s"] = "3600, 600"
     r = client.post(f"/admin/catalog/offer/{offer.pk}/change/", form)
     assert r.status_code == 302, r.content.decode()[:2000]
     offer = Offer.objects.get(pk=offer.pk)
-    assert [f["label"] for f in offer.intake_fields] == ["Level"] and offer.intake_fields[0]["key"]
+    assert [(f["label"], f["type"], f["required"], f.get("choices"))
+            for f in offer.intake_fields] == [("Level", "choice", True,
+                                               ["beginner", "advanced"])]
+    assert offer.intake_fields[0]["key"] == "level"
+    assert offer.access_policy["reminders_before_s"] == [3600, 600]
+    assert offer.money_policy["no_show_wait_ratio"] == "1/4"
+    assert offer.money_policy.get("min_payable_ratio", "2/3") == "2/3"  # emptied: default
 
 
 def _form_data(html: str) -> dict[str, str]:

@@ -207,16 +207,17 @@ def test_the_admin_offer_form_refuses_unbounded_policies(admin, coach):
     request = RequestFactory().post("/admin/catalog/offer/")
     request.user = admin
     form_class = model_admin.get_form(request, offer)
-    data = {k: v for k, v in model_to_dict(offer).items() if v is not None}
-    for key in ("intake_fields", "access_policy", "money_policy"):
-        data[key] = json.dumps(data[key])
-    for field, value in (("access_policy", '{"revoke_after_s": 1e30}'),
-                         ("money_policy", '{"no_show_wait_ratio": "1e-999999999"}'),
-                         ("slot_step_minutes", "1")):
-        form = form_class(data={**data, field: value}, instance=offer)
+    data = {k: v for k, v in model_to_dict(offer).items()
+            if v is not None and k not in ("intake_fields", "access_policy", "money_policy")}
+    data["intake_fields-0-label"] = ""  # the admin edits questions and policies as inputs
+    for field, key, value in (("access_policy", "revoke_after_s", "1e30"),
+                              ("money_policy", "no_show_wait_ratio", "1e-999999999"),
+                              ("slot_step_minutes", "", "1")):
+        name = f"{field}-{key}" if key else field
+        form = form_class(data={**data, name: value}, instance=offer)
         assert not form.is_valid()
         assert field in form.errors, form.errors
-    form = form_class(data={**data, "access_policy": '{"revoke_after_s": 60}'}, instance=offer)
+    form = form_class(data={**data, "access_policy-revoke_after_s": "60"}, instance=offer)
     assert form.is_valid(), form.errors
     form.save()
     offer.refresh_from_db()

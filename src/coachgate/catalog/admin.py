@@ -7,7 +7,7 @@ from django.http import HttpRequest
 
 from coachgate.accounts.models import CoachApplication
 from coachgate.accounts.services import reject_application
-from coachgate.kit.adminforms import PrettyJSONField, TagListField
+from coachgate.kit.adminforms import IntakeFieldsField, PolicyField, TagListField
 from coachgate.kit.errors import CoachgateError
 
 from . import rules
@@ -31,31 +31,39 @@ class CoachProfileForm(forms.ModelForm[CoachProfile]):
         fields = "__all__"
 
 
-class OfferForm(forms.ModelForm[Offer]):
-    """The offer's JSON fields as indented text, checked by the same rules as the API."""
+_ACCESS_KEYS = [
+    ("grant_before_s", "Access opens (seconds before the start)"),
+    ("provision_before_s", "Channel made (seconds before the start; empty: with the access)"),
+    ("join_window_before_s", "Join button appears (seconds before the start)"),
+    ("reminders_before_s", "Reminders (seconds before the start, separated by commas)"),
+    ("revoke_after_s", "Access closes (seconds after the end)"),
+    ("end_action", "After access closes, the channel is (delete or archive)"),
+    ("discord_mode", "Discord access by (member_overwrites, session_role or offer_role)"),
+]
+_MONEY_KEYS = [
+    ("no_show_wait_ratio", "No-show wait (share of the duration, e.g. 1/3)"),
+    ("min_payable_ratio", "Minimum payable (share of the duration, e.g. 2/3)"),
+]
 
-    intake_fields = PrettyJSONField(
-        parse=rules.normalize_intake_fields,
-        empty=list,
-        help_text='A list of questions, e.g. [{"label": "Your goal", "type": "text", '
-                  '"required": true}]. Types: ' + ", ".join(rules.INTAKE_TYPES) + ".")
-    access_policy = PrettyJSONField(
-        parse=rules.parse_access_policy, empty=dict,
-        help_text="When access opens and closes, in seconds; {} keeps the defaults.")
-    money_policy = PrettyJSONField(
-        parse=rules.parse_money_policy, empty=dict,
-        help_text="No-show wait, early-end threshold and no-show charge; {} keeps the "
-                  "defaults.")
+
+class OfferForm(forms.ModelForm[Offer]):
+    """The offer's questions and policies edited through inputs (never raw JSON), checked
+    by the same rules as the API."""
+
+    intake_fields = IntakeFieldsField(
+        types=rules.INTAKE_TYPES, parse=rules.normalize_intake_fields,
+        help_text="Leave a question empty to remove it; each keeps its stable key.")
+    access_policy = PolicyField(
+        keys=_ACCESS_KEYS, parse=rules.parse_access_policy,
+        help_text="When access opens and closes; an empty input keeps the default.")
+    money_policy = PolicyField(
+        keys=_MONEY_KEYS, parse=rules.parse_money_policy,
+        help_text="The no-show wait and the early-end threshold; an empty input keeps the "
+                  "default.")
 
     class Meta:
         model = Offer
         fields = "__all__"
-
-    def clean_intake_fields(self) -> list[dict[str, Any]]:
-        try:  # each question gets its stable key, as the API's edits do
-            return rules.normalize_intake_fields(self.cleaned_data["intake_fields"])
-        except CoachgateError as exc:
-            raise forms.ValidationError(exc.message) from None
 
 
 @admin.register(CoachApplication)
