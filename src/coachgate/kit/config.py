@@ -118,7 +118,7 @@ DJANGO_LEVEL = frozenset({
     "LOG_LEVEL",
 })
 CLI_LEVEL = frozenset({"HOST", "PORT", "USER_PASSWORD"})
-TEST_LEVEL = frozenset({"STRIPE_FIXTURES"})
+TEST_LEVEL = frozenset({"STRIPE_FIXTURES", "BENCH_REPORT", "CHROMIUM", "ARTIFACTS"})  # tests, bench
 
 
 def known_names() -> frozenset[str]:
