@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coachgate.kit.config import conf
-from coachgate.kit.runtime import tune_for_serving
+from coachgate.kit.runtime import load_lazy_modules, tune_for_serving
 
 if TYPE_CHECKING:
     from coachgate.kit.worker import GateWorker
@@ -83,6 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from coachgate.kit.metrics import count_requests
     from coachgate.wsgi import application
 
+    load_lazy_modules()
     worker = None
     if _embedded_worker(args):
         worker = _make_worker(sweep_interval=None)
@@ -236,6 +237,7 @@ def _run_gunicorn(args: argparse.Namespace) -> int:
         def load(self) -> Any:
             return count_requests(application, "gunicorn")
 
+    load_lazy_modules()
     connections.close_all()  # no connection opened here may be shared by forked processes
     tune_for_serving()  # before the fork: the frozen start-up objects stay shared
     print(f"coachgate listening on http://{args.host}:{args.port}/  ({args.processes} web "
