@@ -136,7 +136,14 @@ def get_unique(field: str, value: Any, *parts: tuple[type[Model], tuple[str, ...
                join_on: tuple[str, ...] = ()) -> list[Model] | None:
     """``get_by_pk`` by another unique field of ``parts[0]``'s model."""
     connection = connections[DEFAULT_DB_ALIAS]  # see insert()
-    sql, fields = _select(tuple(parts), tuple(join_on), field, connection.vendor)
+    key = (tuple(parts), tuple(join_on), field)
+    # Per connection (each thread has its own): the converters are the connection's bound
+    # methods, and finding them per field per read was a third of a token read's CPU.
+    readers = connection.__dict__.setdefault("_kit_rows_readers", {})
+    reader = readers.get(key)
+    if reader is None:
+        reader = readers[key] = _reader(connection, parts, join_on, field)
+    sql, shapes = reader
     with connection.cursor() as cursor:
         cursor.execute(sql, [value])
         row = cursor.fetchone()
@@ -144,14 +151,34 @@ def get_unique(field: str, value: Any, *parts: tuple[type[Model], tuple[str, ...
         return None
     out: list[Model] = []
     at = 0
-    for (model, _), fs in zip(parts, fields, strict=True):
-        values = []
-        for f, value in zip(fs, row[at:at + len(fs)], strict=True):
-            col = f.get_col(model._meta.db_table)
-            for convert in (*connection.ops.get_db_converters(col),
-                            *col.get_db_converters(connection)):
+    for model, attnames, converting in shapes:
+        values = list(row[at:at + len(attnames)])
+        for i, col, converters in converting:
+            value = values[i]
+            for convert in converters:
                 value = convert(value, col, connection)
-            values.append(value)
-        at += len(fs)
-        out.append(model.from_db(connection.alias, [f.attname for f in fs], values))
+            values[i] = value
+        at += len(attnames)
+        out.append(model.from_db(connection.alias, attnames, values))
     return out
+
+
+_Shape = tuple[type[Model], list[str], list[tuple[int, Any, tuple[Any, ...]]]]
+
+
+def _reader(connection: Any, parts: tuple[tuple[type[Model], tuple[str, ...]], ...],
+            join_on: tuple[str, ...], field: str) -> tuple[str, list[_Shape]]:
+    """get_unique's statement and, per part, its model, the loaded attribute names and the
+    fields (by position) whose values the ORM's reads convert, with their converters."""
+    sql, fields = _select(tuple(parts), tuple(join_on), field, connection.vendor)
+    shapes: list[_Shape] = []
+    for (model, _), fs in zip(parts, fields, strict=True):
+        converting = []
+        for i, f in enumerate(fs):
+            col = f.get_col(model._meta.db_table)
+            converters = (*connection.ops.get_db_converters(col),
+                          *col.get_db_converters(connection))
+            if converters:
+                converting.append((i, col, converters))
+        shapes.append((model, [f.attname for f in fs], converting))
+    return sql, shapes
