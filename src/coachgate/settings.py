@@ -147,6 +147,7 @@ INSTALLED_APPS = [
     "coachgate.notify",
     "coachgate.access",
     "coachgate.billing",
+    "coachgate.meetings",
     "coachgate.packs",
     "coachgate.web",
 ]
