@@ -3,6 +3,10 @@ consent, code exchange, refresh, revocation and userinfo, on the emulator's cloc
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,7 +25,7 @@ from coachgate.integrations.google.client import (
     Unauthenticated,
 )
 
-from .conftest import CLIENT_ID, REDIRECT_URI, T0, World
+from .conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, T0, World
 
 
 def test_authorize_url_asks_for_offline_access_and_consent(world: World) -> None:
@@ -197,3 +201,33 @@ def test_secrets_stay_out_of_reprs_and_errors(world: World) -> None:
     assert tokens.refresh_token not in str(exc.value) + repr(exc.value)
     with pytest.raises(ValueError, match="timezone-aware"):
         world.oauth.refresh("x", now=world.emu.now.replace(tzinfo=None))
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def test_openid_grants_carry_an_id_token_and_the_older_userinfo(world: World) -> None:
+    """What django-allauth's Google provider reads: the token answer's id_token (not
+    signature-checked in the code flow) or else ``/oauth2/v2/userinfo``."""
+    code = world.consent((OPENID, EMAIL))["code"][0]
+    answer = httpx.post(world.emu.token_url, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+        "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+    header, claims, signature = answer.json()["id_token"].split(".")
+    assert json.loads(_b64decode(header)) == {"alg": "HS256", "typ": "JWT"}
+    expected = hmac.new(CLIENT_SECRET.encode(), f"{header}.{claims}".encode(),
+                        hashlib.sha256).digest()
+    assert hmac.compare_digest(_b64decode(signature), expected)
+    issued = int(T0.timestamp())
+    assert json.loads(_b64decode(claims)) == {
+        "iss": "https://accounts.google.com", "azp": CLIENT_ID, "aud": CLIENT_ID,
+        "sub": world.coach, "iat": issued, "exp": issued + 3600,
+        "email": "coach@example.com", "email_verified": True}
+    v2 = httpx.get(world.emu.url + "/oauth2/v2/userinfo",
+                   headers={"Authorization": f"Bearer {answer.json()['access_token']}"})
+    assert v2.json() == {"id": world.coach, "email": "coach@example.com",
+                         "verified_email": True}
+    # Without openid there is no id_token.
+    other = world.emu.create_user("other@example.com")
+    assert "id_token" not in world.emu.issue_tokens(other, CLIENT_ID, [MEET_SPACE_CREATED])

@@ -35,7 +35,12 @@ What it does like Google:
   ``POST /revoke`` revokes the grant behind a refresh or access token (400
   ``invalid_token`` when unknown). ``GET /v1/userinfo``: ``sub``, ``email``,
   ``email_verified`` (and ``name`` with the profile scope); 401 ``invalid_request``
-  otherwise.
+  otherwise; also the older ``GET /oauth2/v2/userinfo`` (``id``, ``verified_email``). With
+  the ``openid`` scope a token answer carries an ``id_token`` (iss
+  ``https://accounts.google.com``, aud and azp the client id, sub, email, iat, exp), signed
+  HS256 with the client secret, not with Google's RS256 keys: a client that verifies
+  signatures against Google's certificates rejects it; one that trusts a token it fetched
+  itself over TLS (django-allauth's code flow does) accepts it.
 * **Meet v2** under ``/v2`` (https://developers.google.com/workspace/meet/api/reference/
   rest/v2): spaces (create, get by name or meeting code, patch with ``updateMask``,
   ``:endActiveConference``), conference records (list with ``filter`` on ``space.name``,
@@ -65,10 +70,10 @@ What it adds for tests: a clock (``now``, ``set_time``, ``advance``; it follows 
 until set) used for token expiry and conference times; ``fail_next`` (injected answers,
 with ``Retry-After``); every request in ``calls``.
 
-What it does not model: ID tokens (the token answer has no ``id_token``: identify the user
-with userinfo), PKCE, incremental-consent screens, knocking and admission (access types are
-stored, not enforced on ``join``), recordings, transcripts, smart notes, space members
-(v2beta), Workspace domain policies, quotas (inject 429s instead) and push notifications.
+What it does not model: Google's certificates for ID tokens, PKCE, incremental-consent
+screens, knocking and admission (access types are stored, not enforced on ``join``),
+recordings, transcripts, smart notes, space members (v2beta), Workspace domain policies,
+quotas (inject 429s instead) and push notifications.
 """
 
 from __future__ import annotations
@@ -76,6 +81,8 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -100,6 +107,7 @@ MEET_SPACE_READONLY = "https://www.googleapis.com/auth/meetings.space.readonly"
 MEET_SPACE_SETTINGS = "https://www.googleapis.com/auth/meetings.space.settings"
 USERINFO_EMAIL = "https://www.googleapis.com/auth/userinfo.email"
 USERINFO_PROFILE = "https://www.googleapis.com/auth/userinfo.profile"
+ID_TOKEN_ISSUER = "https://accounts.google.com"  # noqa: S105 (a URL, not a secret)
 #: Short scope names the consent step accepts, and what Google grants for them.
 SCOPE_ALIASES = {"email": USERINFO_EMAIL, "profile": USERINFO_PROFILE}
 
@@ -317,6 +325,7 @@ _ROUTES: tuple[_Route, ...] = (
     _route("POST", "", "/token", "token"),
     _route("POST", "", "/revoke", "revoke"),
     _route("GET", "", "/v1/userinfo", "userinfo", ()),
+    _route("GET", "", "/oauth2/v2/userinfo", "userinfo_v2", ()),
     _route("POST", "/v2", "/spaces", "create_space", _CREATED, _SPACES + "CreateSpace"),
     _route("GET", "/v2", "/spaces/{space}", "get_space",
            (*_READ, MEET_SPACE_SETTINGS), _SPACES + "GetSpace"),
@@ -661,8 +670,33 @@ class GoogleEmulator(LoopbackService):
         token = "ya29." + secrets.token_urlsafe(48)
         self._by_access[token] = _Access(
             grant, self.now + timedelta(seconds=ACCESS_TOKEN_LIFETIME))
-        return {"access_token": token, "expires_in": ACCESS_TOKEN_LIFETIME,
-                "scope": " ".join(sorted(grant.scopes)), "token_type": "Bearer"}
+        answer: JSON = {"access_token": token, "expires_in": ACCESS_TOKEN_LIFETIME,
+                        "scope": " ".join(sorted(grant.scopes)), "token_type": "Bearer"}
+        if "openid" in grant.scopes:
+            answer["id_token"] = self._id_token(grant)
+        return answer
+
+    def _id_token(self, grant: _Grant) -> str:
+        """An OpenID Connect ID token for the grant's user, HS256-signed with the client
+        secret (OpenID Connect allows that; Google signs with RS256 keys of its own)."""
+        user = self._users[grant.sub]
+        issued = int(self.now.timestamp())
+        claims: JSON = {"iss": ID_TOKEN_ISSUER, "azp": grant.client_id,
+                        "aud": grant.client_id, "sub": user.sub, "iat": issued,
+                        "exp": issued + 3600}
+        if USERINFO_EMAIL in grant.scopes:
+            claims.update({"email": user.email, "email_verified": True})
+        if USERINFO_PROFILE in grant.scopes:
+            claims["name"] = user.name
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        signing_input = (b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "."
+                         + b64(json.dumps(claims, separators=(",", ":")).encode()))
+        key = self._clients[grant.client_id].secret.encode()
+        signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+        return signing_input + "." + b64(signature)
 
     def _bearer(self, authorization: str, route: _Route) -> _Grant:
         scheme, _, token = authorization.partition(" ")
@@ -925,8 +959,9 @@ class GoogleEmulator(LoopbackService):
         ctx = _Ctx(params=params, query=q, body=self._parse_body(headers, raw),
                    authorization=headers.get("authorization", ""))
         if route.scopes is not None:
-            if route.handler == "userinfo":
-                return self._h_userinfo(ctx)
+            if route.handler.startswith("userinfo"):
+                return self._h_userinfo(ctx) if route.handler == "userinfo" \
+                    else self._h_userinfo_v2(ctx)
             ctx.grant = self._bearer(ctx.authorization, route)
             if not ctx.grant.scopes & set(route.scopes):
                 raise _google_error(
@@ -1075,19 +1110,35 @@ class GoogleEmulator(LoopbackService):
         grant.revoked = True
         return _Answer(200, {})
 
-    def _h_userinfo(self, ctx: _Ctx) -> _Answer:
+    def _userinfo_grant(self, ctx: _Ctx) -> _Grant:
         scheme, _, token = ctx.authorization.partition(" ")
         access = self._by_access.get(token.strip()) if scheme.lower() == "bearer" else None
         if access is None or access.grant.revoked or access.expires_at <= self.now:
             raise _Fail(_Answer(401, {"error": "invalid_request",
                                       "error_description": "Invalid Credentials"},
                                 {"WWW-Authenticate": f'{_WWW_REALM}, error="invalid_token"'}))
-        user = self._users[access.grant.sub]
+        return access.grant
+
+    def _h_userinfo(self, ctx: _Ctx) -> _Answer:
+        grant = self._userinfo_grant(ctx)
+        user = self._users[grant.sub]
         out: JSON = {"sub": user.sub}
-        if USERINFO_PROFILE in access.grant.scopes:
+        if USERINFO_PROFILE in grant.scopes:
             out["name"] = user.name
-        if USERINFO_EMAIL in access.grant.scopes:
+        if USERINFO_EMAIL in grant.scopes:
             out.update({"email": user.email, "email_verified": True})
+        return _Answer(200, out)
+
+    def _h_userinfo_v2(self, ctx: _Ctx) -> _Answer:
+        """The older ``/oauth2/v2/userinfo`` (``id``, ``verified_email``), which
+        django-allauth's Google provider reads when a token answer has no id_token."""
+        grant = self._userinfo_grant(ctx)
+        user = self._users[grant.sub]
+        out: JSON = {"id": user.sub}
+        if USERINFO_EMAIL in grant.scopes:
+            out.update({"email": user.email, "verified_email": True})
+        if USERINFO_PROFILE in grant.scopes:
+            out["name"] = user.name
         return _Answer(200, out)
 
     # --- Handlers: Meet -----------------------------------------------------------------
