@@ -4,6 +4,7 @@ spaces, conferences simulated in the emulator and read back, and errors sorted."
 from __future__ import annotations
 
 from datetime import timedelta
+from email.utils import format_datetime
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from coachgate.integrations.google.client import (
     MEET_SPACE_CREATED,
     OPENID,
     ActionRequired,
+    CallRecord,
     GoogleNotFound,
     MeetClient,
     RetryLater,
@@ -292,3 +294,43 @@ def test_parse_timestamp_reads_googles_forms() -> None:
         microseconds=500000)
     with pytest.raises(ValueError):
         parse_timestamp("yesterday")
+
+
+def test_a_403_rate_limit_is_retry_later(world: World, meet: MeetClient) -> None:
+    world.emu.fail_next("POST", "/spaces", 403, detail="userRateLimitExceeded",
+                        message="Rate limit exceeded.")
+    with pytest.raises(RetryLater) as exc:
+        meet.create_space()
+    assert exc.value.status == 403 and exc.value.details == ("userRateLimitExceeded",)
+
+
+def test_retry_after_as_an_http_date(world: World, meet: MeetClient) -> None:
+    at = world.emu.now + timedelta(minutes=2)
+    world.emu.fail_next("GET", "/conferenceRecords", 503,
+                        retry_after=format_datetime(at, usegmt=True))
+    with pytest.raises(RetryLater) as exc:
+        meet.conference_records()
+    assert exc.value.retry_at == at and exc.value.retry_after == 120.0
+
+
+def test_a_late_answer_is_retry_later_and_the_space_may_exist(world: World) -> None:
+    tokens = world.connect()
+    with MeetClient(tokens.access_token, api_base=world.emu.api_base, timeout=0.3) as meet:
+        world.emu.timeout_next("POST", "/spaces", 2.0)  # Google made it; the answer is late
+        with pytest.raises(RetryLater) as exc:
+            meet.create_space()
+        assert exc.value.status is None and "timed out" in exc.value.message
+        assert len(world.emu.spaces(world.coach)) == 1  # an orphan: Meet has no idempotency
+        world.emu.timeout_next("POST", "/spaces", 2.0, applied=False)
+        with pytest.raises(RetryLater):
+            meet.create_space()
+        assert len(world.emu.spaces(world.coach)) == 1
+
+
+def test_a_broken_on_call_hook_does_not_fail_the_call(world: World) -> None:
+    def broken(record: CallRecord) -> None:
+        raise RuntimeError("metrics are down")
+
+    tokens = world.connect()
+    with MeetClient(tokens.access_token, api_base=world.emu.api_base, on_call=broken) as meet:
+        assert meet.create_space()["name"].startswith("spaces/")

@@ -68,7 +68,8 @@ participant is identified by display name within a conference.
 
 What it adds for tests: a clock (``now``, ``set_time``, ``advance``; it follows real time
 until set) used for token expiry and conference times; ``fail_next`` (injected answers,
-with ``Retry-After``); every request in ``calls``.
+with ``Retry-After``), ``timeout_next`` (late answers, the change made or not); every
+request in ``calls``.
 
 What it does not model: Google's certificates for ID tokens, PKCE, incremental-consent
 screens, knocking and admission (access types are stored, not enforced on ``join``),
@@ -238,10 +239,20 @@ class _Fault:
     method: str
     route: str
     status: int
-    retry_after: float | None
+    retry_after: float | str | None
     times: int
     reason: str | None
     message: str | None
+    detail: str | None
+
+
+@dataclass
+class _Timeout:
+    method: str
+    route: str
+    seconds: float
+    applied: bool
+    times: int
 
 
 @dataclass
@@ -250,6 +261,7 @@ class _Answer:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None  # non-JSON body
+    hold: float = 0.0  # seconds to sit on the answer (timeout_next)
 
 
 class _Fail(Exception):
@@ -362,6 +374,11 @@ class _Ctx:
         return self.grant
 
 
+def _known_route(method: str, route: str) -> None:
+    if not any(r.method == method and r.template == route for r in _ROUTES):
+        raise KeyError(f"unknown route {method} {route}")
+
+
 class GoogleEmulator(LoopbackService):
     """A local Google for tests, demos and benchmarks; see the module docstring.
 
@@ -396,6 +413,7 @@ class GoogleEmulator(LoopbackService):
         self._page_tokens: dict[str, tuple[str, int]] = {}  # token -> (listing key, offset)
         self._page_size: int | None = None
         self._faults: list[_Fault] = []
+        self._timeouts: list[_Timeout] = []
         self._calls: list[Call] = []
         self._stopping = threading.Event()
 
@@ -618,22 +636,36 @@ class GoogleEmulator(LoopbackService):
 
     # --- Setup API: faults and history --------------------------------------------------
 
-    def fail_next(self, method: str, route: str, status: int, retry_after: float | None = None,
-                  *, times: int = 1, reason: str | None = None,
+    def fail_next(self, method: str, route: str, status: int,
+                  retry_after: float | str | None = None, *, times: int = 1,
+                  reason: str | None = None, detail: str | None = None,
                   message: str | None = None) -> None:
         """The next ``times`` requests to ``method route`` (the client's template, such as
-        ``POST /spaces`` or ``POST /token``) answer ``status`` in Google's error shape
-        (``reason`` overrides the status name: ``RESOURCE_EXHAUSTED``...), with
-        ``Retry-After`` when given, changing nothing."""
-        if not any(r.method == method and r.template == route for r in _ROUTES):
-            raise KeyError(f"unknown route {method} {route}")
+        ``POST /spaces`` or ``POST /token``) answer ``status`` in Google's error shape,
+        changing nothing. ``reason`` overrides the status name (``RESOURCE_EXHAUSTED``...);
+        ``detail`` is the reason of an ErrorInfo in ``details`` (a 429 has
+        ``RATE_LIMIT_EXCEEDED`` unless told); ``retry_after`` (seconds, or an HTTP date as a
+        string) is sent as Retry-After."""
+        _known_route(method, route)
         with self._lock:
             self._faults.append(_Fault(method, route, status, retry_after, times, reason,
-                                       message))
+                                       message, detail))
+
+    def timeout_next(self, method: str, route: str, seconds: float, *,
+                     applied: bool = True, times: int = 1) -> None:
+        """Hold the answers to the next ``times`` requests to ``method route`` for
+        ``seconds`` (longer than the client's timeout). ``applied=True``: the change is
+        made, only the answer is late (Google did the work, the client gave up waiting; a
+        retried create makes a second space); ``applied=False``: nothing changes (a 504
+        comes late)."""
+        _known_route(method, route)
+        with self._lock:
+            self._timeouts.append(_Timeout(method, route, float(seconds), applied, times))
 
     def reset_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._timeouts.clear()
 
     @property
     def calls(self) -> list[Call]:
@@ -953,6 +985,29 @@ class GoogleEmulator(LoopbackService):
         fault = self._take_fault(route)
         if fault is not None:
             return fault
+        hold, applied = self._take_timeout(route)
+        if hold and not applied:
+            answer = _google_error(504, "Deadline exceeded.").answer
+        else:
+            try:
+                answer = self._apply(route, params, query, headers, raw)
+            except _Fail as exc:
+                answer = exc.answer
+        answer.hold = hold
+        return answer
+
+    def _take_timeout(self, route: _Route) -> tuple[float, bool]:
+        for i, timeout in enumerate(self._timeouts):
+            if (timeout.method, timeout.route) != (route.method, route.template):
+                continue
+            timeout.times -= 1
+            if timeout.times <= 0:
+                del self._timeouts[i]
+            return timeout.seconds, timeout.applied
+        return 0.0, True
+
+    def _apply(self, route: _Route, params: dict[str, str], query: str,
+               headers: Mapping[str, str], raw: bytes) -> _Answer:
         q = dict(parse_qsl(query, keep_blank_values=True))
         if route.handler == "authorize":
             return self._h_authorize(q)
@@ -980,7 +1035,9 @@ class GoogleEmulator(LoopbackService):
             if fault.times <= 0:
                 del self._faults[i]
             headers: dict[str, str] = {}
-            if fault.retry_after is not None:
+            if isinstance(fault.retry_after, str):
+                headers["Retry-After"] = fault.retry_after
+            elif fault.retry_after is not None:
                 headers["Retry-After"] = str(int(fault.retry_after)) \
                     if float(fault.retry_after).is_integer() else str(fault.retry_after)
             message = fault.message or {
@@ -989,8 +1046,8 @@ class GoogleEmulator(LoopbackService):
                 500: "Internal error encountered.", 503: "The service is currently "
                                                          "unavailable."}.get(
                 fault.status, "Injected failure.")
-            details = [_error_info("RATE_LIMIT_EXCEEDED", route.rpc)] \
-                if fault.status == 429 else []
+            detail = fault.detail or ("RATE_LIMIT_EXCEEDED" if fault.status == 429 else None)
+            details = [_error_info(detail, route.rpc)] if detail else []
             return _google_error(fault.status, message, status_name=fault.reason,
                                  details=details, headers=headers).answer
         return None
@@ -1244,6 +1301,8 @@ class _Handler(TrackedHandler):
         raw = self.rfile.read(length) if length > 0 else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
         answer = emulator._handle(self.command, self.path, headers, raw)
+        if answer.hold > 0:
+            emulator._stopping.wait(answer.hold)
         if answer.raw is not None:
             payload = answer.raw
         elif answer.body is not None:
