@@ -3,6 +3,7 @@ spaces, conferences simulated in the emulator and read back, and errors sorted."
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from email.utils import format_datetime
 
@@ -334,3 +335,23 @@ def test_a_broken_on_call_hook_does_not_fail_the_call(world: World) -> None:
     tokens = world.connect()
     with MeetClient(tokens.access_token, api_base=world.emu.api_base, on_call=broken) as meet:
         assert meet.create_space()["name"].startswith("spaces/")
+
+
+def test_one_client_shared_by_threads(world: World, meet: MeetClient) -> None:
+    names: list[str] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(5):
+            made = meet.create_space()["name"]
+            with lock:
+                names.append(made)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert len(set(names)) == 40
+    assert {s["name"] for s in world.emu.spaces(world.coach)} == set(names)
+    assert sum(1 for r in world.records if r.route == "/spaces" and r.status == 200) == 40

@@ -25,10 +25,16 @@ Tokens and the client secret are sent only in headers and form bodies; they are 
 logged, put in an exception or shown by ``repr`` (``TokenSet``'s included).
 
 Meet v2 has no way to delete a space. A cancelled session's space is closed instead:
-``end_active_conference`` throws out whoever is in it, and ``close_space`` sets its access
-type to RESTRICTED, so only invitees (none: the app never invites) can join without
-knocking, and nobody is admitted by the app. The link keeps resolving; Google expires
-unused meeting codes on its own.
+``close_space`` ends its conference if one is on (everyone in it is removed) and sets its
+access type to RESTRICTED, so only invitees (none: the app never invites) join without
+knocking, and only the space's owner can let anyone else in. The link keeps resolving;
+Google expires unused meeting codes on its own.
+
+``create_space`` takes no request id: one that timed out may have made a space, and trying
+again makes another. That is harmless (an unused space costs nothing and expires); store a
+space's name only from an answer.
+
+One client may be shared by threads (httpx's client is thread-safe).
 """
 
 from __future__ import annotations
