@@ -4,7 +4,7 @@ clients talk HTTP to a real emulator on 127.0.0.1, whose clock the tests set."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -32,6 +32,7 @@ class World:
     oauth: GoogleOAuth
     coach: str  # sub
     records: list[CallRecord]
+    clients: list[MeetClient] = field(default_factory=list)
 
     def consent(self, scopes: tuple[str, ...] = DEFAULT_SCOPES, *, offline: bool = True,
                 state: str = "st-1", prompt_consent: bool = True) -> dict[str, list[str]]:
@@ -55,8 +56,11 @@ class World:
         return self.oauth.exchange_code(code, REDIRECT_URI, now=self.emu.now)
 
     def meet(self, tokens: TokenSet, **kwargs: int) -> MeetClient:
-        return MeetClient(tokens.access_token, api_base=self.emu.api_base,
-                          on_call=self.records.append, clock=lambda: self.emu.now, **kwargs)
+        """A MeetClient for the tokens, closed when the test ends."""
+        client = MeetClient(tokens.access_token, api_base=self.emu.api_base,
+                            on_call=self.records.append, clock=lambda: self.emu.now, **kwargs)
+        self.clients.append(client)
+        return client
 
 
 @pytest.fixture
@@ -76,4 +80,7 @@ def world(emu: GoogleEmulator) -> Iterator[World]:
                      token_url=emu.token_url, revoke_url=emu.revoke_url,
                      userinfo_url=emu.userinfo_url, on_call=records.append,
                      clock=lambda: emu.now) as oauth:
-        yield World(emu, oauth, coach, records)
+        world = World(emu, oauth, coach, records)
+        yield world
+        for client in world.clients:
+            client.close()

@@ -44,8 +44,8 @@ def test_standalone_emulator_starts_serves_and_stops() -> None:
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=5)
+            proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - never expected
             proc.kill()
-            proc.wait(timeout=5)
+            proc.communicate(timeout=5)
     assert proc.returncode == 0
