@@ -147,6 +147,33 @@ class DiscordActionNeeded(CoachgateError):
     )
 
 
+class VideoNotConnected(Conflict):
+    code = "video_not_connected"
+    default_message = ("The coach has not connected this offer's video provider, so it "
+                       "cannot be booked yet.")
+
+
+class VideoConnectionInvalid(Conflict):
+    """The provider refused the stored grant (revoked, expired, app removed): the coach
+    must connect again. Never replaced by another provider's link."""
+
+    code = "video_connection_invalid"
+    default_message = ("The coach's video connection stopped working, so this offer cannot "
+                       "be booked until the coach reconnects it.")
+
+
+class VideoConnectionInUse(Conflict):
+    code = "video_connection_in_use"
+    default_message = ("This connection is used by published offers or scheduled sessions: "
+                       "move them to another provider first.")
+
+
+class VideoProviderBusy(CoachgateError):
+    status = 503
+    code = "video_provider_unavailable"
+    default_message = "The video provider is not answering right now. Please try again soon."
+
+
 class OutcomeTooEarly(Conflict):
     code = "outcome_too_early"
     default_message = "It is too early to record this outcome: the no-show wait has not passed."

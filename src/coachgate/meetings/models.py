@@ -54,6 +54,8 @@ class VideoConnection(models.Model):
     app_id = models.CharField(max_length=128, blank=True, help_text="Jitsi: JWT app id.")
     app_secret = models.TextField(blank=True, help_text="Jitsi: JWT secret, encrypted.")
     version = models.PositiveIntegerField(default=0)
+    refresh_lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A worker is refreshing the tokens until then.")
     connected_at = models.DateTimeField()
     checked_at = models.DateTimeField(null=True, blank=True)
     invalid_since = models.DateTimeField(null=True, blank=True)
