@@ -419,11 +419,12 @@ def test_past_participants_with_awkward_uuids(world: World, uuid: str) -> None:
     emu = world.emu
     m = create(world)
     emu.start_meeting(m["id"], START, uuid=uuid)
+    emu.join(m["id"], "Coach", "coach@example.com", START)
     emu.join(m["id"], "Ann", "ann@example.com", START + timedelta(minutes=1))
     emu.end_meeting(m["id"], START + timedelta(minutes=30))
     rows = world.api().past_participants(uuid)
     assert [(r["name"], r["user_email"], r["duration"]) for r in rows] == [
-        ("Ann", "ann@example.com", 29 * 60)]
+        ("Coach", "coach@example.com", 30 * 60), ("Ann", "ann@example.com", 29 * 60)]
 
 
 def test_singly_encoded_awkward_uuid_is_not_found_as_on_zoom(world: World) -> None:
@@ -435,6 +436,59 @@ def test_singly_encoded_awkward_uuid_is_not_found_as_on_zoom(world: World) -> No
     answer = httpx.get(emu.api_base + "/past_meetings/%2Fabc%3D%3D/participants",
                        headers={"Authorization": f"Bearer {world.tokens.access_token}"})
     assert answer.status_code == 404 and answer.json()["code"] == 3001
+
+
+def test_a_meeting_with_one_participant_lists_nobody(world: World) -> None:
+    # Zoom's reference: no results when only one person was in the meeting (the coach
+    # waited alone): attendance must come from the webhooks, not from this list alone.
+    emu = world.emu
+    m = create(world)
+    emu.start_meeting(m["id"], START)
+    emu.join(m["id"], "Coach", "coach@example.com", START)
+    emu.leave(m["id"], "Coach", START + timedelta(minutes=10))
+    emu.join(m["id"], "Coach", "coach@example.com", START + timedelta(minutes=11))  # rejoin
+    emu.end_meeting(m["id"], START + timedelta(minutes=20))
+    assert world.api().past_participants(m["uuid"]) == []
+    assert len(world.api().meeting_instances(m["id"])) == 1
+
+
+def test_past_participants_need_a_paid_host(emu: ZoomEmulator) -> None:
+    free = emu.create_user("free@example.com", plan="basic")
+    tokens = emu.issue_tokens(free, CLIENT_ID)
+    with ZoomClient(tokens["access_token"], api_base=emu.api_base) as c:
+        m = c.create_meeting(topic="t", start_time=START, duration_minutes=30,
+                             timezone="UTC", password="abc", waiting_room=False,
+                             join_before_host=True)
+        emu.join(m["id"], "Ann", None, emu.now())
+        emu.join(m["id"], "Bob", None, emu.now())
+        emu.end_meeting(m["id"], emu.now() + timedelta(minutes=5))
+        fresh = emu.issue_tokens(free, CLIENT_ID)
+    with ZoomClient(fresh["access_token"], api_base=emu.api_base) as c:
+        with pytest.raises(ActionRequired) as exc:
+            c.past_participants(m["uuid"])
+        assert exc.value.status == 400 and exc.value.code == 200
+        assert len(c.meeting_instances(m["id"])) == 1  # instances are served
+
+
+def test_a_meeting_in_progress_cannot_be_deleted(world: World) -> None:
+    m = create(world)
+    world.emu.start_meeting(m["id"], world.emu.now())
+    with pytest.raises(ActionRequired) as exc:
+        world.client.delete_meeting(m["id"])
+    assert exc.value.code == 3002 and not isinstance(exc.value, ZoomNotFound)
+    world.emu.end_meeting(m["id"], world.emu.now())
+    world.client.delete_meeting(m["id"])
+    assert world.emu.meeting(m["id"]) is None
+
+
+def test_daily_limit_worded_as_zooms_http_300(world: World) -> None:
+    # Zoom's reference lists the daily limit under HTTP 300 (code 300) too.
+    world.emu.fail_next("PATCH", "/meetings/{meetingId}", 300, code=300, message=(
+        "A maximum of 100 meetings can be created/updated for a single user in one day."))
+    with pytest.raises(RetryLater) as exc:
+        world.client.update_meeting(1, topic="x")
+    assert exc.value.retry_at == datetime(2026, 3, 11, tzinfo=UTC)
+    assert exc.value.rate_limit_type == "Daily-limit" and exc.value.status == 300
 
 
 def test_participants_are_paged(world: World) -> None:

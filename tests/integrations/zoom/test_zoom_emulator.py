@@ -101,9 +101,11 @@ def test_without_a_webhook_url_events_are_kept_for_the_test(world: World) -> Non
 def test_restart_after_end_is_a_new_instance(world: World, receiver: Receiver) -> None:
     emu, m = world.emu, meeting(world.client)
     emu.start_meeting(m["id"], START)
+    emu.join(m["id"], "Coach", "coach@example.com", START)
     emu.join(m["id"], "Ann", None, START + timedelta(minutes=1))
     emu.end_meeting(m["id"], START + timedelta(minutes=10))  # dropped by mistake
     emu.start_meeting(m["id"], START + timedelta(minutes=12))
+    emu.join(m["id"], "Coach", "coach@example.com", START + timedelta(minutes=12))
     emu.join(m["id"], "Ann", None, START + timedelta(minutes=13))
     emu.end_meeting(m["id"], START + timedelta(minutes=60))
     c = world.api()
@@ -114,7 +116,8 @@ def test_restart_after_end_is_a_new_instance(world: World, receiver: Receiver) -
     assert [i["start_time"] for i in instances] == ["2026-03-10T16:00:00Z",
                                                     "2026-03-10T16:12:00Z"]
     second = c.past_participants(instances[1]["uuid"])
-    assert [r["duration"] for r in second] == [47 * 60]
+    assert [(r["name"], r["duration"]) for r in second] == [("Coach", 48 * 60),
+                                                            ("Ann", 47 * 60)]
     started = [r.event for r in receiver.received if r.event["event"] == "meeting.started"]
     assert [e["payload"]["object"]["uuid"] for e in started] == [i["uuid"] for i in instances]
     assert c.get_meeting(m["id"])["id"] == m["id"]  # same meeting id throughout
@@ -147,8 +150,10 @@ def test_free_plan_meeting_is_cut_at_40_minutes(emu: ZoomEmulator, receiver: Rec
         ended = cut[-1].event["payload"]["object"]
         assert ended["end_time"] == "2026-03-10T16:40:00Z"
         assert c.get_meeting(m["id"])["status"] == "waiting"
-        [row] = c.past_participants(m["uuid"])
-        assert row["leave_time"] == "2026-03-10T16:40:00Z" and row["duration"] == 35 * 60
+        left = cut[0].event["payload"]["object"]["participant"]
+        assert left["user_name"] == "Ann" and left["leave_time"] == "2026-03-10T16:40:00Z"
+        assert [i["start_time"] for i in c.meeting_instances(m["id"])] == [
+            "2026-03-10T16:00:00Z"]
         assert all(r.verified for r in receiver.received)
 
 

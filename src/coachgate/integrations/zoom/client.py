@@ -8,7 +8,8 @@ integers, uuids strings) and adds:
   connection errors) with ``retry_at`` when the answer says when: ``Retry-After``
   (seconds or a date), else for Zoom's per-user daily limit on creating and updating
   meetings (``X-RateLimit-Type: Daily-limit``, 100 a day, reset at 00:00 UTC and often
-  sent without ``Retry-After``) the next 00:00 UTC. ``ActionRequired`` (someone must act:
+  sent without ``Retry-After``; Zoom's reference also lists it as an HTTP 300 with code
+  300, recognised by its wording) the next 00:00 UTC. ``ActionRequired`` (someone must act:
   401, 403, other 4xx), with ``TokenRejected`` (401: refresh the access token, once),
   ``ZoomNotFound`` (404 or code 3001 "Meeting does not exist": for a delete, the meeting
   is already gone) and ``InvalidGrant`` (the OAuth grant is dead: the refresh token was
@@ -63,6 +64,11 @@ PASSWORD_ALPHABET = string.ascii_letters + string.digits + "@-_*"
 MAX_PASSWORD_LENGTH = 10
 _PASSWORD = re.compile(r"[A-Za-z0-9@\-_*]{1,10}")
 
+#: The daily create/update limit as Zoom's reference words it under HTTP 300 ("A maximum of
+#: {n} meetings can be created/updated for a single user in one day") and as its 429 does
+#: ("You have exceeded the daily rate limit ...").
+_DAILY_LIMIT_MESSAGE = re.compile(r"for a single user in one day|daily rate limit",
+                                  re.IGNORECASE)
 _XML_CODE = re.compile(r"<code>\s*(-?\d+)\s*</code>", re.IGNORECASE)
 _XML_MESSAGE = re.compile(r"<message>(.*?)</message>", re.IGNORECASE | re.DOTALL)
 
@@ -258,6 +264,9 @@ def _sort_error(response: httpx.Response, method: str, route: str, now: datetime
         if retry_at is None and kind is not None and kind.lower() == DAILY_LIMIT.lower():
             retry_at = _next_utc_midnight(now)
         return RetryLater(message, retry_at=retry_at, rate_limit_type=kind, **kwargs)
+    if status in (300, 400) and _DAILY_LIMIT_MESSAGE.search(message):
+        return RetryLater(message, retry_at=_next_utc_midnight(now),
+                          rate_limit_type=DAILY_LIMIT, **kwargs)
     if status >= 500 or status == 408:
         return RetryLater(message, retry_at=_parse_retry_after(
             response.headers.get("Retry-After"), now), **kwargs)

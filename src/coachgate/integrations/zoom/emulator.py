@@ -33,7 +33,8 @@ What it does like Zoom (https://developers.zoom.us/docs/api/):
   (instant) or 2 (scheduled), a ``start_time`` not ``yyyy-MM-ddTHH:mm:ss[Z]``, a duration
   that is not a whole number of minutes from 1, a passcode over 10 characters or outside
   ``a-z A-Z 0-9 @ - _ *``, an unknown time zone; a body that is not JSON: code 300
-  "Request Body should be a valid JSON object.". An unknown meeting is 404 code 3001.
+  "Request Body should be a valid JSON object.". An unknown meeting is 404 code 3001;
+  deleting a meeting in progress is 400 code 3002.
 * The per-user daily limit of 100 meeting creates and updates, reset at 00:00 UTC: 429
   with ``X-RateLimit-Type: Daily-limit``, ``X-RateLimit-Limit``, ``X-RateLimit-Remaining:
   0`` and no ``Retry-After``. ``set_daily_limit`` lowers it for tests.
@@ -46,7 +47,9 @@ What it does like Zoom (https://developers.zoom.us/docs/api/):
   again after it ended makes a new instance (a new uuid, the same id). A **basic** host's
   meeting is cut at 40 minutes: ``advance_to`` (or any later simulated moment) ends it at
   start + 40 min. Ended instances and their participants are what the past-meeting routes
-  serve. ``send_url_validation`` sends ``endpoint.url_validation`` and returns the answer.
+  serve, with two rules of Zoom's reference: past participants need a paid host (a basic
+  one gets 400 code 200), and an instance with only one participant lists nobody.
+  ``send_url_validation`` sends ``endpoint.url_validation`` and returns the answer.
 
 Time: the emulator's clock is real time until ``set_clock`` freezes it; ``advance_to``
 moves it forward and applies what falls due (40-minute cuts). Simulated moments (``at=``)
@@ -241,6 +244,7 @@ class _Fault:
     retry_after: str | None
     rate_limit_type: str | None
     code: int | None
+    message: str | None
     hold_s: float
 
 
@@ -489,20 +493,20 @@ class ZoomEmulator(LoopbackService):
     def fail_next(self, method: str, route_template: str, status: int, *, xml: bool = False,
                   retry_after: str | int | float | None = None,
                   rate_limit_type: str | None = None, code: int | None = None,
-                  hold_s: float = 0.0) -> None:
+                  message: str | None = None, hold_s: float = 0.0) -> None:
         """The next request matching ``method`` and ``route_template`` (Zoom's template,
         with or without ``/v2``: ``/meetings/{meetingId}``) answers ``status`` without
         changing anything: a Zoom-style JSON error body (``xml=True``: the XML one),
         ``Retry-After`` when given, ``X-RateLimit-Type`` (a 429 defaults to ``QPS``).
-        ``hold_s`` holds the answer that long first (longer than a client's timeout: a
-        timeout)."""
+        ``code`` and ``message`` replace the body's defaults. ``hold_s`` holds the answer
+        that long first (longer than a client's timeout: a timeout)."""
         template = route_template if route_template.startswith("/oauth") \
             or route_template.startswith("/v2") else "/v2" + route_template
         with self._lock:
             self._faults.append(_Fault(method.upper(), template, int(status), xml,
                                        None if retry_after is None else str(retry_after),
                                        rate_limit_type or ("QPS" if status == 429 else None),
-                                       code, float(hold_s)))
+                                       code, message, float(hold_s)))
 
     # --- Meeting life (what people do in Zoom) ------------------------------------------
 
@@ -859,7 +863,7 @@ class ZoomEmulator(LoopbackService):
                             "API. Try again later.",
                        500: "Internal Error.", 502: "Bad Gateway.",
                        503: "Service Unavailable.", 504: "Gateway Timeout."}.get(
-                fault.status, "Request failed.")
+                fault.status, "Request failed.") if fault.message is None else fault.message
             out_headers: dict[str, str] = {}
             if fault.retry_after is not None:
                 out_headers["Retry-After"] = fault.retry_after
@@ -1092,6 +1096,9 @@ class ZoomEmulator(LoopbackService):
 
     def _h_delete_meeting(self, ctx: _Ctx) -> _Answer:
         meeting = self._meeting(ctx)
+        if meeting.live is not None:
+            raise _err(400, 3002, "Sorry, you cannot delete this meeting since it is in "
+                                  "progress.")
         del self._meetings[meeting.id]
         self._deleted.add(meeting.id)
         return _Answer(204)
@@ -1125,6 +1132,8 @@ class ZoomEmulator(LoopbackService):
         raise _not_found(value)
 
     def _h_past_participants(self, ctx: _Ctx) -> _Answer:
+        if self._me(ctx).plan == BASIC:  # Zoom: "Paid account on a Pro or higher plan"
+            raise _err(400, 200, "Only available for paid users.")
         instance = self._past_instance(ctx)
         try:
             page_size = min(max(int(ctx.query.get("page_size", "30")), 1), MAX_PAGE_SIZE)
@@ -1132,9 +1141,13 @@ class ZoomEmulator(LoopbackService):
         except ValueError:
             raise _invalid("page_size") from None
         rows = []
-        for p in instance.participants:
+        people = {p.email or p.zoom_user_id or p.name for p in instance.participants}
+        # Zoom's reference: "the API doesn't return results if there's only one
+        # participant in a meeting" (a coach alone: the student did not come).
+        for p in instance.participants if len(people) > 1 else ():
             left = p.leave_time or instance.end_time or p.join_time
-            rows.append({"id": p.zoom_user_id, "name": p.name, "user_email": p.email or "",
+            rows.append({"id": p.zoom_user_id, "user_id": p.user_id, "registrant_id": "",
+                         "name": p.name, "user_email": p.email or "",
                          "join_time": _iso(p.join_time), "leave_time": _iso(left),
                          "duration": int((left - p.join_time).total_seconds()),
                          "failover": False, "status": "in_meeting",
