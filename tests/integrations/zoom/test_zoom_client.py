@@ -107,6 +107,21 @@ def test_refresh_rotates_and_reuse_is_invalid_grant(world: World) -> None:
     assert world.client_for(third).me()["id"] == world.coach
 
 
+def test_an_error_echoing_a_token_is_redacted(world: World) -> None:
+    rt = world.tokens.refresh_token
+    world.emu.fail_next("POST", "/oauth/token", 400, code=4700,
+                        message=f"Invalid refresh token {rt} for client {CLIENT_SECRET}")
+    with pytest.raises(ActionRequired) as exc:
+        world.oauth.refresh(rt, now=world.emu.now())
+    assert rt not in str(exc.value) and rt not in repr(exc.value.args)
+    assert CLIENT_SECRET not in str(exc.value) and "[redacted]" in exc.value.message
+    at = world.tokens.access_token
+    world.emu.fail_next("GET", "/users/me", 401, code=124, message=f"Bad token {at}.")
+    with pytest.raises(TokenRejected) as rejected:
+        world.client.me()
+    assert at not in str(rejected.value) and rejected.value.message == "Bad token [redacted]."
+
+
 def test_expired_access_token_is_token_rejected_then_refresh_fixes_it(world: World) -> None:
     world.emu.expire_tokens(world.coach)
     with pytest.raises(TokenRejected) as exc:

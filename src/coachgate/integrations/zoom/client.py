@@ -281,6 +281,14 @@ def _sort_error(response: httpx.Response, method: str, route: str, now: datetime
     return ActionRequired(message, **kwargs)
 
 
+def _redacted(error: ZoomError, secrets_sent: tuple[str, ...]) -> ZoomError:
+    for secret in secrets_sent:
+        if secret and secret in error.message:
+            error.message = error.message.replace(secret, "[redacted]")
+            error.args = (error.message,)
+    return error
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -307,7 +315,11 @@ class _Http:
 
     def request(self, method: str, route: str, path: str, *, headers: Mapping[str, str],
                 json: Any = None, data: Mapping[str, str] | None = None,
-                params: Mapping[str, str | int] | None = None) -> httpx.Response:
+                params: Mapping[str, str | int] | None = None,
+                redact: tuple[str, ...] = ()) -> httpx.Response:
+        """One call (a 429 with a short Retry-After is waited out). ``redact``: secrets
+        the request carried, cut out of any error message (Zoom's OAuth errors can echo
+        the code or token they refuse)."""
         rate_limited = 0
         while True:
             at = time.time()
@@ -335,7 +347,7 @@ class _Http:
                     log.info("zoom: 429 on %s %s, retrying in %.3fs", method, route, wait)
                     time.sleep(max(wait, 0.0))
                     continue
-            raise error
+            raise _redacted(error, redact)
 
     def _report(self, method: str, route: str, status: int, started: float, at: float) -> None:
         if self.on_call is None:
@@ -414,8 +426,9 @@ class ZoomOAuth:
             raise ValueError("now must be timezone-aware")
         route = "/oauth/token"
         basic = base64.b64encode(f"{self.client_id}:{self._secret}".encode()).decode()
-        response = self._http.request("POST", route, route, data=form,
-                                      headers={"Authorization": f"Basic {basic}"})
+        response = self._http.request(
+            "POST", route, route, data=form, headers={"Authorization": f"Basic {basic}"},
+            redact=(self._secret, basic, form.get("code", ""), form.get("refresh_token", "")))
         body = _json(response, "POST", route)
         access, refresh = body.get("access_token"), body.get("refresh_token")
         if not isinstance(access, str) or not isinstance(refresh, str):
@@ -515,6 +528,7 @@ class ZoomClient:
         The uuid is encoded as Zoom asks (``encode_uuid``)."""
         out: list[JSON] = []
         token = ""
+        seen: set[str] = set()
         route = "/past_meetings/{meetingUUID}/participants"
         path = route.replace("{meetingUUID}", encode_uuid(meeting_uuid))
         while True:
@@ -526,8 +540,9 @@ class ZoomClient:
             if isinstance(rows, list):
                 out.extend(r for r in rows if isinstance(r, dict))
             token = body.get("next_page_token") or ""
-            if not isinstance(token, str) or not token:
-                return out
+            if not isinstance(token, str) or not token or token in seen:
+                return out  # the last page (or a token seen already: no endless loop)
+            seen.add(token)
 
     # --- Machinery ----------------------------------------------------------------------
 
@@ -541,7 +556,8 @@ class ZoomClient:
     def _call_path(self, method: str, route: str, path: str, *, json: Any = None,
                    params: Mapping[str, str | int] | None = None) -> JSON:
         response = self._http.request(method, route, path, json=json, params=params,
-                                      headers={"Authorization": f"Bearer {self._token}"})
+                                      headers={"Authorization": f"Bearer {self._token}"},
+                                      redact=(self._token,))
         if response.status_code == 204 or not response.content:
             return {}
         return _json(response, method, route)

@@ -154,8 +154,8 @@ class Delivery:
 @dataclass
 class _App:
     client_id: str
-    client_secret: str
-    webhook_secret_token: str
+    client_secret: str = field(repr=False)
+    webhook_secret_token: str = field(repr=False)
     webhook_url: str | None
     scopes: tuple[str, ...]
 
@@ -176,8 +176,8 @@ class _Grant:
     user_id: str
     client_id: str
     scopes: tuple[str, ...]
-    access_token: str
-    refresh_token: str
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
     expires_at: datetime
     refresh_expires_at: datetime
     alive: bool = True
