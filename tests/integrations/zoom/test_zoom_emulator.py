@@ -216,7 +216,7 @@ def test_authorize_refusal_and_unknown_client(emu: ZoomEmulator) -> None:
 
 def test_calls_are_logged_with_templates(world: World) -> None:
     world.client.me()
-    with pytest.raises(Exception):  # noqa: B017 - any error; the log is what is checked
+    with pytest.raises(ZoomNotFound):
         world.client.get_meeting(42)
     tail = [(c.method, c.route, c.status) for c in world.emu.calls[-2:]]
     assert tail == [("GET", "/v2/users/me", 200), ("GET", "/v2/meetings/{meetingId}", 404)]

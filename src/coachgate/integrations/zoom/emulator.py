@@ -27,7 +27,11 @@ What it does like Zoom (https://developers.zoom.us/docs/api/):
   instances`` and ``/past_meetings/{meetingUUID}/participants`` (paged with
   ``page_size``/``next_page_token``). Each checks the token's scopes (granular, such as
   ``meeting:write:meeting``, or the classic ``meeting:write``): a missing one is 400 code
-  4711. A bad or expired token is 401 code 124.
+  4711. A bad or expired token is 401 code 124. An app's consent grants ``DEFAULT_SCOPES``
+  unless ``register_app`` says otherwise: the five for users/me and meeting CRUD, and
+  ``meeting:read:list_past_instances`` / ``meeting:read:list_past_participants`` for the
+  past-meeting routes. The answers on these routes follow Zoom's published description
+  (tests/specs/zoom; checked by tests/integrations/zoom/test_zoom_fidelity.py).
 * Validation as Zoom answers it: 400 ``{"code": 300, "message": "Validation Failed.",
   "errors": [{"field", "message"}]}`` for a topic over 200 characters, a type other than 1
   (instant) or 2 (scheduled), a ``start_time`` not ``yyyy-MM-ddTHH:mm:ss[Z]``, a duration
