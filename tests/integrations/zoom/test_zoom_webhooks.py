@@ -96,6 +96,18 @@ def test_verify_wants_an_aware_now() -> None:
                         now=NOW.replace(tzinfo=None))
 
 
+def test_verify_headers_reads_either_case() -> None:
+    sig = expected(SECRET, TS, BODY)
+    assert webhooks.verify_headers(SECRET, {"X-Zm-Signature": sig,
+                                            "X-Zm-Request-Timestamp": TS}, BODY, now=NOW)
+    assert webhooks.verify_headers(SECRET, {"x-zm-signature": sig,
+                                            "x-zm-request-timestamp": TS}, BODY, now=NOW)
+    assert not webhooks.verify_headers(SECRET, {"x-zm-signature": sig}, BODY, now=NOW)
+    assert not webhooks.verify_headers(SECRET, {}, BODY, now=NOW)
+    garbage: Any = None
+    assert not webhooks.verify_headers(SECRET, garbage, BODY, now=NOW)
+
+
 def test_url_validation_answer() -> None:
     answer = webhooks.url_validation_answer(SECRET, "qgg8vlvZRS6UYooatFL8Aw")
     digest = hmac.new(SECRET.encode(), b"qgg8vlvZRS6UYooatFL8Aw", hashlib.sha256).hexdigest()

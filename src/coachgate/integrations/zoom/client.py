@@ -451,7 +451,10 @@ class ZoomClient:
 
     ``api_base`` is ``https://api.zoom.us/v2`` or an emulator's ``api_base``. ``clock``
     gives the time used to turn ``Retry-After`` and the daily limit into ``retry_at``.
-    ``max_retry_wait`` bounds the sleep for a 429 (longer raises RetryLater)."""
+    ``max_retry_wait`` bounds the sleep for a 429 (longer raises RetryLater). ``http`` is
+    a shared httpx.Client (its timeouts apply and ``close`` leaves it open); without it
+    the client makes its own with ``timeout`` per attempt. It keeps no state between
+    calls: one client may be shared by threads."""
 
     def __init__(self, access_token: str, *, api_base: str = "https://api.zoom.us/v2",
                  http: httpx.Client | None = None,

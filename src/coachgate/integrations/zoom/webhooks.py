@@ -62,6 +62,18 @@ def verify(secret: str, signature: Any, timestamp: Any, body: Any, *, now: datet
     return hmac.compare_digest(expected, signature)
 
 
+def verify_headers(secret: str, headers: Mapping[str, str], body: Any, *, now: datetime,
+                   tolerance_s: int = DEFAULT_TOLERANCE_S) -> bool:
+    """``verify`` with the signature and timestamp read from a delivery's headers (names
+    in any case: a plain dict or Django's ``request.headers``)."""
+    try:
+        lowered = {str(k).lower(): v for k, v in headers.items()}
+    except AttributeError:
+        return False
+    return verify(secret, lowered.get(SIGNATURE_HEADER), lowered.get(TIMESTAMP_HEADER), body,
+                  now=now, tolerance_s=tolerance_s)
+
+
 def url_validation_answer(secret: str, plain_token: str) -> dict[str, str]:
     """The JSON body answering ``endpoint.url_validation`` (with HTTP 200)."""
     return {"plainToken": plain_token,
