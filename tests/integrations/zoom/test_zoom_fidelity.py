@@ -182,7 +182,9 @@ def test_the_document_is_the_vendored_one() -> None:
 
 def test_every_exchange_of_a_lesson_matches_the_document(setup: Setup) -> None:
     emu, c = setup.emu, setup.client
-    assert c.me()["type"] == 2
+    me = c.me()
+    assert me["type"] == 2
+    host_id = me["id"]
     start = T0 + timedelta(hours=1)
     m = c.create_meeting(topic="Lesson", start_time=start, duration_minutes=45,
                          timezone="Europe/Paris", password="Ab3-x_9*", waiting_room=True,
@@ -194,7 +196,7 @@ def test_every_exchange_of_a_lesson_matches_the_document(setup: Setup) -> None:
     emu.join(m["id"], "Coach", "coach@example.com", start + timedelta(minutes=30))
     emu.join(m["id"], "Ann", "ann@example.com", start + timedelta(minutes=31))
     emu.end_meeting(m["id"], start + timedelta(minutes=50))
-    fresh = emu.issue_tokens(emu.meeting(m["id"])["host_id"], CLIENT_ID)  # an hour on
+    fresh = emu.issue_tokens(host_id, CLIENT_ID)  # an hour on: a fresh token
     c = ZoomClient(fresh["access_token"], api_base=emu.api_base, http=setup.http)
     [instance] = c.meeting_instances(m["id"])
     assert len(c.past_participants(instance["uuid"], page_size=1)) == 2  # two pages
