@@ -226,6 +226,12 @@ WEB_TABLE = [
     ("POST", "/sessions/{session}/cancel", {},
      (login("/sessions/{session}/cancel"), SESSIONS_OK, NO_SUCH_SESSION, SESSIONS_OK,
       NO_SUCH_SESSION, SESSIONS_OK)),
+    # coachgate's join link: the session's coach, its student and admins see its page (a
+    # countdown here: the session starts later); anyone else a 404 page.
+    ("GET", "/sessions/{session}/join", {},
+     (login("/sessions/{session}/join"), 200, 404, 200, 404, 200)),
+    ("POST", "/sessions/{session}/join", {},
+     (login("/sessions/{session}/join"),) + (405,) * 5),
     ("GET", "/sessions/{session}/no-show", {},
      (login("/sessions/{session}/no-show"),) + (405,) * 5),
     # Before the session: its coach meets the time rule, everyone else the permission one.

@@ -767,15 +767,29 @@ def _rename_archived(run: _Run, client: DiscordClient) -> None:
 # --- notifications -----------------------------------------------------------------------
 
 
-def channel_link(row: SessionAccess) -> str:
-    """Where a participant joins: the Discord channel, else the session's page."""
+def discord_channel_url(row: SessionAccess) -> str | None:
+    """The session's Discord channel, once there is one."""
     channel = row.channel_id
     if row.mode == "offer_role" and not channel:
         channel = (OfferRole.objects.filter(offer_id=row.session.offer_id)
                    .values_list("channel_id", flat=True).first() or "")
     if row.discord and channel and row.guild_id:
         return f"https://discord.com/channels/{row.guild_id}/{channel}"
-    return f"{conf().PUBLIC_URL}/sessions/"
+    return None
+
+
+def channel_link(row: SessionAccess) -> str:
+    """Where a participant joins: the Discord channel, else coachgate's own join page for
+    the session (``/sessions/{id}/join``, which checks who asks and the window before it
+    sends anyone on to a video provider: meetings.services.join)."""
+    return discord_channel_url(row) or f"{conf().PUBLIC_URL}/sessions/{row.session_id}/join"
+
+
+def access_row(session: Session) -> SessionAccess | None:
+    row = SessionAccess.objects.filter(session=session).first()
+    if row is not None:
+        row.session = session
+    return row
 
 
 def _session_context(run: _Run) -> dict[str, Any]:

@@ -94,6 +94,8 @@ class CoachgateSettings(BaseModel):
     # 3 x 10 s + 1.5 s backoff. Calls run outside transactions (docs/stripe.md).
     STRIPE_TIMEOUT: float = Field(default=10.0, gt=0, le=120)
     STRIPE_MAX_NETWORK_RETRIES: int = Field(default=2, ge=0, le=10)
+    # Video: the Jitsi server for coaches who connected none of their own.
+    JITSI_URL: BaseURL = "https://meet.jit.si"
     # Packs and seats.
     PACK_GRACE_HOURS: int = Field(default=72, ge=0)
     PACK_FINAL_WARNING_HOURS: int = Field(default=12, ge=0)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("offers/<int:offer_id>/book", views.book, name="book"),
     path("sessions/", views.my_sessions, name="sessions"),
     path("sessions/<int:session_id>/cancel", views.cancel, name="cancel"),
+    path("sessions/<int:session_id>/join", views.join_session, name="join"),
     path("sessions/<int:session_id>/<slug:action>", views.outcome, name="outcome"),
     path("discord/join", views.discord_join, name="discord_join"),
     path("account/", account.account_settings, name="account_settings"),

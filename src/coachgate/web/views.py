@@ -231,6 +231,30 @@ def _outcome_buttons(user: User, rows: list[Any], now: datetime) -> dict[int, An
     return out
 
 
+@login_required
+@require_safe
+def join_session(request: HttpRequest, session_id: int) -> HttpResponse:
+    """coachgate's join link of a session (in e-mails, reminders and the sessions page): on
+    to the provider inside the window, else a countdown, "over" or "cancelled" page."""
+    from coachgate.meetings import services as meetings
+
+    user: User = request.user  # type: ignore[assignment]  # @login_required: an authenticated User
+    now = clock.now()
+    try:
+        join = meetings.join(user, session_id, now=now)
+    except NotFound:
+        raise Http404("No such session.") from None
+    except CoachgateError as exc:  # access settings that cannot be read: say so
+        messages.error(request, exc.message)
+        return redirect("sessions")
+    if join.url:
+        return redirect(join.url)
+    left = int(join.opens_in(now).total_seconds())
+    opens_in = (f"{left // 3600} h {left % 3600 // 60} min" if left >= 3600
+                else f"{left // 60}:{left % 60:02d}")
+    return render(request, "web/join.html", {"join": join, "opens_in": opens_in})
+
+
 _OUTCOME_ACTIONS = {"no-show": "Marked the student absent.",
                     "coach-no-show": "Reported the coach absent.",
                     "complete": "Session ended."}
