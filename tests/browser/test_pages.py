@@ -4,6 +4,8 @@ wall), and my sessions with a booking."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -116,3 +118,25 @@ def test_a_draft_offer_shows_its_coach_a_preview_and_others_the_404(
     expect(page.get_by_text("Students see the free times once the offer is published.")) \
         .to_be_visible()
     check(page, request, "offer-draft-preview")
+
+
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_the_join_link_before_the_window_counts_down(width: str, page: Page, phone: Page,
+                                                      base_url: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    from coachgate.kit import clock
+    from coachgate.scheduling import services as scheduling
+
+    p = page if width == "desktop" else phone
+    _coach, _one, group = _catalog()
+    student = make_student(f"kim-{width}@test.example", tz="Europe/Berlin")
+    now = clock.now()
+    slot = scheduling.list_slots(student, group, start=now + timedelta(days=1),
+                                 end=now + timedelta(days=8), now=now)[0]
+    session = scheduling.book_session(student, group.pk, slot.start, now=now).session
+    login_as(p.context, base_url, student)
+    p.goto(f"{base_url}/sessions/{session.pk}/join")
+    expect(p.get_by_role("heading", name="Not open yet")).to_be_visible()
+    expect(p.get_by_text("Opens in")).to_be_visible()
+    expect(p.get_by_text("(Europe/Berlin)").first).to_be_visible()
+    check(p, request, f"join-early-{width}")
