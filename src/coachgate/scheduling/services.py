@@ -21,6 +21,7 @@ from coachgate.accounts.models import Role, User
 from coachgate.catalog.models import CoachProfile, Offer
 from coachgate.catalog.rules import (
     MIN_SLOT_STEP_MINUTES,
+    OFFER_INT_BOUNDS,
     parse_access_policy,
     validate_intake_answers,
 )
@@ -237,6 +238,57 @@ def _coach_sessions(coach_id: int, start: datetime, end: datetime,
          e.replace(tzinfo=UTC) if aware else e, status, capacity, taken, before, after)
         for pk, offer_id, s, e, status, capacity, taken, before, after in rows
         if pk != exclude_session_id
+    ]
+
+
+# A booking is decided by fewer sessions than a slot page: those whose time, widened by
+# their buffers and the new session's, meets [start, end), and for a daily cap those that
+# start on its local day. Reading exactly those (not two days around) is most of what a
+# booking attempt's read costs: every row's timestamps are parsed (bench_booking_race).
+_MAX_BUFFER = timedelta(minutes=max(OFFER_INT_BOUNDS["buffer_before_minutes"][1],
+                                    OFFER_INT_BOUNDS["buffer_after_minutes"][1]))
+_BOOKING_SESSIONS_SQL = (
+    "SELECT s.id, s.offer_id, s.starts_at, s.ends_at, s.status, s.capacity, s.seats_taken,"
+    " o.buffer_before_minutes, o.buffer_after_minutes"
+    " FROM scheduling_session s JOIN catalog_offer o ON o.id = s.offer_id"
+    " WHERE s.coach_id = %s AND s.status <> 'cancelled' AND ("
+    " (s.starts_at < %s AND s.ends_at > %s)"
+    " OR ((o.buffer_before_minutes > 0 OR o.buffer_after_minutes > 0)"
+    " AND s.starts_at < %s AND s.ends_at > %s){day})"
+)
+_BOOKING_DAY_SQL = " OR (s.starts_at >= %s AND s.starts_at < %s)"
+
+
+def _booking_sessions(offer: Offer, start: datetime, end: datetime) -> list[SessionRow]:
+    """The coach's live sessions that can decide a booking of ``offer`` at [start, end):
+
+    * a session without buffers conflicts only if it overlaps [start - the offer's buffer
+      before, end + its buffer after);
+    * one with buffers only if that range, widened by the largest buffer an offer may
+      have (catalog.rules), meets it (the exact test is the slot engine's);
+    * with a daily cap, every session starting on the slot's local day in the coach's zone.
+    """
+    near_from = start - timedelta(minutes=offer.buffer_before_minutes)
+    near_until = end + timedelta(minutes=offer.buffer_after_minutes)
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list[Any] = [offer.coach_id, adapt(near_until), adapt(near_from),
+                         adapt(near_until + _MAX_BUFFER), adapt(near_from - _MAX_BUFFER)]
+    day = ""
+    if offer.max_sessions_per_day:
+        tz = ZoneInfo(offer.coach.timezone)
+        local_day = start.astimezone(tz).date()
+        day_start = datetime.combine(local_day, time(0), tz).astimezone(UTC)
+        day_end = datetime.combine(local_day + timedelta(days=1), time(0), tz).astimezone(UTC)
+        params += [adapt(day_start), adapt(day_end)]
+        day = _BOOKING_DAY_SQL
+    with connection.cursor() as cur:
+        cur.execute(_BOOKING_SESSIONS_SQL.format(day=day), params)
+        rows = cur.fetchall()
+    aware = connection.vendor == "sqlite"  # SQLite hands back naive UTC datetimes
+    return [
+        (pk, offer_id, s.replace(tzinfo=UTC) if aware else s,
+         e.replace(tzinfo=UTC) if aware else e, status, capacity, taken, before, after)
+        for pk, offer_id, s, e, status, capacity, taken, before, after in rows
     ]
 
 
@@ -570,7 +622,7 @@ def _read_before_the_transaction(offer: Offer, start: datetime) -> list[SessionR
     if connection.vendor != "postgresql":
         return None
     end = start + timedelta(minutes=offer.duration_minutes)
-    sessions = _coach_sessions(offer.coach_id, start, end)
+    sessions = _booking_sessions(offer, start, end)
     if _group_session(sessions, offer, start) is None:
         _raise_if_taken(sessions, start, end)
     return sessions
@@ -612,7 +664,7 @@ def _write_booking(student: User, offer: Offer, start: datetime, answers: dict[s
     # or the committed session that holds the time (most losers of a race stop here,
     # without queueing for the coach's lock). ``sessions``: read already, just before.
     if sessions is None:
-        sessions = _coach_sessions(offer.coach_id, start, end)
+        sessions = _booking_sessions(offer, start, end)
     group_pk = _group_session(sessions, offer, start)
     if group_pk is None:
         _raise_if_taken(sessions, start, end)
@@ -620,7 +672,7 @@ def _write_booking(student: User, offer: Offer, start: datetime, answers: dict[s
         # we waited. The exclusion constraint still refuses an overlap (at once: writers
         # are serialized now), so re-read only for what the database does not enforce.
         if _lock_coach_schedule(offer.coach_id) and _needs_fresh_read(offer):
-            sessions = _coach_sessions(offer.coach_id, start, end)
+            sessions = _booking_sessions(offer, start, end)
             group_pk = _group_session(sessions, offer, start)
             if group_pk is None:
                 _raise_if_taken(sessions, start, end)
