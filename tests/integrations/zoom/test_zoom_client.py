@@ -518,3 +518,18 @@ def test_participants_are_paged(world: World) -> None:
     assert [r["name"] for r in rows] == ["P0", "P1", "P2", "P3", "P4"]
     assert [r.route for r in world.records].count(
         "/past_meetings/{meetingUUID}/participants") == 3
+
+
+def test_list_meetings_pages_through_the_upcoming_ones(world: World) -> None:
+    start = world.emu.now() + timedelta(days=1)
+    made = [world.client.create_meeting(
+        topic=f"Lesson · coachgate #{i}", start_time=start + timedelta(hours=i),
+        duration_minutes=30, timezone="UTC", password="abc123", waiting_room=False,
+        join_before_host=False)["id"] for i in range(5)]
+    world.client.delete_meeting(made[2])
+    listed = world.client.list_meetings(page_size=2)  # three pages
+    assert [m["id"] for m in listed] == [made[0], made[1], made[3], made[4]]
+    assert listed[0]["topic"] == "Lesson · coachgate #0" and listed[0]["join_url"]
+    world.emu.advance_to(start + timedelta(days=2))  # all of them in the past now
+    fresh = world.oauth.refresh(world.tokens.refresh_token, now=world.emu.now())
+    assert world.client_for(fresh).list_meetings() == []

@@ -525,6 +525,27 @@ class ZoomClient:
         return [m for m in meetings if isinstance(m, dict)] if isinstance(meetings, list) \
             else []
 
+    def list_meetings(self, *, kind: str = "upcoming", page_size: int = 300) -> list[JSON]:
+        """The user's meetings (``GET /users/me/meetings``, ``type=kind``), every page: what
+        a caller looks through to adopt a meeting it created but did not record."""
+        out: list[JSON] = []
+        token = ""
+        seen: set[str] = set()
+        route = "/users/{userId}/meetings"
+        path = route.replace("{userId}", "me")
+        while True:
+            params: dict[str, str | int] = {"type": kind, "page_size": page_size}
+            if token:
+                params["next_page_token"] = token
+            body = self._call_path("GET", route, path, params=params)
+            rows = body.get("meetings")
+            if isinstance(rows, list):
+                out.extend(r for r in rows if isinstance(r, dict))
+            token = body.get("next_page_token") or ""
+            if not isinstance(token, str) or not token or token in seen:
+                return out
+            seen.add(token)
+
     def past_participants(self, meeting_uuid: str, *, page_size: int = 300) -> list[JSON]:
         """Everyone who joined an ended instance (one row per join: ``id``, ``name``,
         ``user_email``, ``join_time``, ``leave_time``, ``duration`` in seconds), every page.

@@ -312,6 +312,7 @@ _ROUTES: tuple[_Route, ...] = (
     _route("POST", "/oauth/token", "oauth_token", None),
     _route("GET", "/v2/users/me", "get_me", "user:read:user"),
     _route("POST", "/v2/users/{userId}/meetings", "create_meeting", "meeting:write:meeting"),
+    _route("GET", "/v2/users/{userId}/meetings", "list_meetings", "meeting:read:meeting"),
     _route("GET", "/v2/meetings/{meetingId}", "get_meeting", "meeting:read:meeting"),
     _route("PATCH", "/v2/meetings/{meetingId}", "update_meeting", "meeting:update:meeting"),
     _route("DELETE", "/v2/meetings/{meetingId}", "delete_meeting", "meeting:delete:meeting"),
@@ -1078,6 +1079,39 @@ class ZoomEmulator(LoopbackService):
                            settings=settings, created_at=now, planned_uuid=_new_uuid())
         self._meetings[meeting_id] = meeting
         return _Answer(201, self._meeting_json(meeting))
+
+    def _h_list_meetings(self, ctx: _Ctx) -> _Answer:
+        """The user's scheduled meetings (``type=scheduled``, the default, or ``upcoming``:
+        not yet ended), ``page_size`` (at most 300) per page with ``next_page_token``."""
+        user = self._me(ctx)
+        target = unquote(ctx.params["userId"])
+        if target not in ("me", user.id, user.email):
+            raise _err(404, 1001, f"User does not exist: {target}.")
+        kind = ctx.query.get("type", "scheduled")
+        if kind not in ("scheduled", "live", "upcoming", "upcoming_meetings",
+                        "previous_meetings"):
+            raise _invalid("type")
+        try:
+            size = min(int(ctx.query.get("page_size", "30")), 300)
+            offset = int(ctx.query.get("next_page_token") or "0")
+        except ValueError:
+            raise _invalid("page_size") from None
+        mine = sorted((m for m in self._meetings.values() if m.host_id == user.id),
+                      key=lambda m: (m.start_time, m.id))
+        if kind == "live":
+            mine = [m for m in mine if m.live is not None]
+        elif kind.startswith("upcoming"):
+            now = self.now()
+            mine = [m for m in mine if m.live is not None or m.start_time
+                    + timedelta(minutes=m.duration) > now]
+        page = mine[offset:offset + max(size, 1)]
+        more = offset + len(page) < len(mine)
+        rows = [{k: v for k, v in self._meeting_json(m).items()
+                 if k in ("uuid", "id", "host_id", "topic", "type", "start_time", "duration",
+                          "timezone", "agenda", "created_at", "join_url")} for m in page]
+        return _Answer(200, {"page_size": size, "total_records": len(mine),
+                             "next_page_token": str(offset + len(page)) if more else "",
+                             "meetings": rows})
 
     def _h_get_meeting(self, ctx: _Ctx) -> _Answer:
         return _Answer(200, self._meeting_json(self._meeting(ctx)))
