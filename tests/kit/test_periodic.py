@@ -19,9 +19,10 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_apps_register_their_sweeps_in_layer_order():
-    assert [s.name for s in periodic.sweeps()] == ["access", "notify", "billing", "packs"]
-    assert list(periodic._timer_rows) == ["access", "settlement", "payments", "packs",
-                                          "seats"]
+    assert [s.name for s in periodic.sweeps()] == ["access", "notify", "billing",
+                                                   "meetings", "packs"]
+    assert list(periodic._timer_rows) == ["access", "settlement", "payments", "meetings",
+                                          "packs", "seats"]
 
 
 def test_sweeps_run_by_order_each_on_its_own(registry, caplog):
@@ -67,6 +68,6 @@ def test_registering_twice_is_harmless_but_a_second_owner_of_a_name_is_refused(r
 @pytest.mark.django_db
 def test_failing_rows_are_listed_by_registered_kind():
     report = periodic.sweep_all(now=NOW, failing=True)
-    assert set(report) == {"access", "notify", "billing", "packs", "failing"}
+    assert set(report) == {"access", "notify", "billing", "meetings", "packs", "failing"}
     assert report["failing"] == {"access": [], "settlement": [], "payments": [],
-                                 "packs": [], "seats": []}
+                                 "meetings": [], "packs": [], "seats": []}

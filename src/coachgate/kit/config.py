@@ -96,6 +96,18 @@ class CoachgateSettings(BaseModel):
     STRIPE_MAX_NETWORK_RETRIES: int = Field(default=2, ge=0, le=10)
     # Video: the Jitsi server for coaches who connected none of their own.
     JITSI_URL: BaseURL = "https://meet.jit.si"
+    # Zoom (a user-managed OAuth app) and Google (an OAuth client with the Meet API). Empty
+    # URLs: the services themselves; tests and the demo point them at local emulators.
+    ZOOM_CLIENT_ID: str = ""
+    ZOOM_CLIENT_SECRET: str = ""
+    ZOOM_WEBHOOK_SECRET: str = ""
+    ZOOM_OAUTH_URL: BaseURL = "https://zoom.us"
+    ZOOM_API_URL: BaseURL = "https://api.zoom.us/v2"
+    GOOGLE_CLIENT_ID: str = ""
+    GOOGLE_CLIENT_SECRET: str = ""
+    GOOGLE_AUTH_URL: BaseURL = "https://accounts.google.com"
+    GOOGLE_TOKEN_URL: BaseURL = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
+    GOOGLE_MEET_API_URL: BaseURL = "https://meet.googleapis.com/v2"
     # Packs and seats.
     PACK_GRACE_HOURS: int = Field(default=72, ge=0)
     PACK_FINAL_WARNING_HOURS: int = Field(default=12, ge=0)

@@ -38,8 +38,8 @@ from coachgate.scheduling import services as scheduling
 from coachgate.scheduling.lifecycle import LIVE
 from coachgate.scheduling.models import BookingStatus, Session
 
-from . import rules
-from .models import ConnectionState, Provider, VideoConnection
+from . import gate, rules
+from .models import ConnectionState, Meeting, MeetingState, Provider, VideoConnection
 from .rules import JoinState, JoinWindow
 
 
@@ -92,7 +92,12 @@ def _provider_link(session: Session, actor: User, window: JoinWindow, *,
         return jitsi_link(session, actor, window, moderator=moderator), ""
     if delivery == Delivery.PHONE:
         return None, "This session is by phone: the coach calls you at the agreed time."
-    return None, "The video meeting is being prepared: try again shortly."
+    meeting = Meeting.objects.select_related("connection").filter(pk=session.pk).first()
+    if meeting is None or meeting.state != MeetingState.LIVE:
+        return None, "The video meeting is being prepared: try again shortly."
+    if moderator:
+        return gate.host_url(meeting, now=clock.now()), ""
+    return gate.join_url(meeting), ""
 
 
 def jitsi_room_name(session_id: int) -> str:
