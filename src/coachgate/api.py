@@ -16,6 +16,7 @@ from coachgate.accounts.api import router as accounts_router
 from coachgate.billing.api import router as billing_router
 from coachgate.catalog.api import router as catalog_router
 from coachgate.kit.errors import CoachgateError, DatabaseBusy, is_database_busy
+from coachgate.meetings.api import router as meetings_router
 from coachgate.packs.api import router as packs_router
 from coachgate.scheduling.api import router as scheduling_router
 
@@ -37,6 +38,7 @@ api.add_router("/", catalog_router)
 api.add_router("/", scheduling_router)
 api.add_router("/", access_router)
 api.add_router("/", billing_router)
+api.add_router("/", meetings_router)
 api.add_router("/", packs_router)
 
 

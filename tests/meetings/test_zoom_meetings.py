@@ -5,71 +5,23 @@ booking guard; the daily limit; the join link in the window; a rotated token."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from coachgate.integrations.zoom.emulator import ZoomEmulator
 from coachgate.kit import clock
 from coachgate.kit.crypto import decrypt
 from coachgate.kit.errors import VideoConnectionInvalid, VideoNotConnected
 from coachgate.meetings import connections as conns
 from coachgate.meetings import gate
 from coachgate.meetings import services as meetings
-from coachgate.meetings.models import Meeting, MeetingState, Provider, VideoConnection
+from coachgate.meetings.models import Meeting, MeetingState, VideoConnection
 from coachgate.meetings.rules import JoinState
 from coachgate.scheduling import services as scheduling
-from tests.factories import coach_profile, make_admin, make_coach, make_offer, make_student
+from tests.factories import make_admin, make_coach, make_offer, make_student
+from tests.meetings.conftest import book, connect_zoom
 
 pytestmark = pytest.mark.django_db
-CLIENT_ID, CLIENT_SECRET, WEBHOOK = "cg-zoom", "cg-zoom-secret", "cg-zoom-webhook"
-
-
-@pytest.fixture
-def emu(settings) -> Iterator[ZoomEmulator]:
-    with ZoomEmulator() as e:
-        e.register_app(CLIENT_ID, CLIENT_SECRET, webhook_secret_token=WEBHOOK)
-        settings.COACHGATE = {**settings.COACHGATE, "ZOOM_CLIENT_ID": CLIENT_ID,
-                              "ZOOM_CLIENT_SECRET": CLIENT_SECRET,
-                              "ZOOM_WEBHOOK_SECRET": WEBHOOK, "ZOOM_OAUTH_URL": e.oauth_base,
-                              "ZOOM_API_URL": e.api_base}
-        yield e
-
-
-def _connect(emu: ZoomEmulator, coach, *, plan: str = "licensed") -> tuple[str, VideoConnection]:
-    user_id = emu.create_user(f"{coach.email}", plan=plan)
-    answer = emu.issue_tokens(user_id, CLIENT_ID)
-
-    class Tokens:
-        access_token = answer["access_token"]
-        refresh_token = answer["refresh_token"]
-        expires_at = clock.now() + timedelta(seconds=int(answer["expires_in"]))
-
-    conn = conns.store_grant(coach_profile(coach).pk, Provider.ZOOM, tokens=Tokens(),
-                             scopes=frozenset(answer["scope"].split()),
-                             needed=gate.ZOOM_SCOPES, account_id=user_id,
-                             account_email=coach.email, plan=plan, now=clock.now())
-    return user_id, conn
-
-
-def _book(coach, offer, student, *, day: int = 2):
-    now = clock.now()
-    slot = scheduling.list_slots(student, offer, start=now + timedelta(days=day),
-                                 end=now + timedelta(days=day + 7), now=now)[0]
-    return scheduling.book_session(student, offer.pk, slot.start, now=now).session
-
-
-@pytest.fixture
-def booked(emu: ZoomEmulator):
-    coach = make_coach(tz="UTC", admin=make_admin())
-    user_id, conn = _connect(emu, coach)
-    offer = make_offer(coach, delivery="zoom", title="Zoom lesson")
-    student = make_student()
-    session = _book(coach, offer, student)
-    return coach, student, offer, session, user_id, conn
-
-
 def test_a_booked_session_gets_one_meeting_with_its_join_link(emu, booked) -> None:
     coach, student, _offer, session, user_id, _conn = booked
     row = Meeting.objects.get(pk=session.pk)
@@ -174,10 +126,10 @@ def test_a_zoom_offer_is_booked_only_with_a_working_connection(emu) -> None:
     offer = make_offer(coach, delivery="zoom")
     student = make_student()
     with pytest.raises(VideoNotConnected) as exc:
-        _book(coach, offer, student)
+        book(coach, offer, student)
     assert (exc.value.status, exc.value.code) == (409, "video_not_connected")
-    _user_id, conn = _connect(emu, coach)
+    _user_id, conn = connect_zoom(emu, coach)
     conns.mark_invalid(conn.pk, "revoked in Zoom", now=clock.now())
     with pytest.raises(VideoConnectionInvalid):
-        _book(coach, offer, student)
+        book(coach, offer, student)
     assert not Meeting.objects.exists()

@@ -13,3 +13,11 @@ def run_due() -> int:
     from .gate import run_due as run
 
     return run(now=clock.now())
+
+
+@task()
+def process_event(event_pk: int) -> str:
+    """meetings.process_event: act on one stored provider event (a Zoom webhook)."""
+    from .webhooks import process_event as process
+
+    return process(event_pk, now=clock.now())
