@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from django.db import transaction
@@ -279,3 +279,75 @@ def remove_connection(actor: User, provider: str, *, now: datetime | None = None
             if any(used.values()):
                 raise VideoConnectionInUse(details=used)
         conn.delete()
+
+
+# --- the OAuth connect flows (the coach's Connections page) ----------------------------------
+
+#: What coachgate asks Google for: who the account is, and Meet spaces it creates.
+GOOGLE_SCOPES = frozenset({"openid", "email",
+                           "https://www.googleapis.com/auth/meetings.space.created"})
+
+
+def oauth_configured(provider: str) -> bool:
+    from coachgate.kit.config import conf
+
+    cfg = conf()
+    if provider == Provider.ZOOM:
+        return bool(cfg.ZOOM_CLIENT_ID and cfg.ZOOM_CLIENT_SECRET)
+    if provider == Provider.GOOGLE_MEET:
+        return bool(cfg.GOOGLE_CLIENT_ID and cfg.GOOGLE_CLIENT_SECRET)
+    return False
+
+
+def authorize_url(provider: str, *, redirect_uri: str, state: str) -> str:
+    """Where the coach's browser goes to grant coachgate access."""
+    from coachgate.integrations.google.client import GoogleOAuth
+    from coachgate.integrations.zoom.client import ZoomOAuth
+    from coachgate.kit.config import conf
+
+    cfg = conf()
+    if provider == Provider.ZOOM:
+        return ZoomOAuth(cfg.ZOOM_CLIENT_ID, cfg.ZOOM_CLIENT_SECRET,
+                         oauth_base=cfg.ZOOM_OAUTH_URL).authorize_url(redirect_uri, state)
+    return GoogleOAuth(cfg.GOOGLE_CLIENT_ID, cfg.GOOGLE_CLIENT_SECRET,
+                       auth_base=cfg.GOOGLE_AUTH_URL, token_url=cfg.GOOGLE_TOKEN_URL
+                       ).authorize_url(redirect_uri, state, tuple(sorted(GOOGLE_SCOPES)))
+
+
+def finish_oauth(actor: User, provider: str, *, code: str, redirect_uri: str,
+                 now: datetime | None = None) -> VideoConnection:
+    """The provider sent the coach back with a code: exchange it (outside any transaction),
+    learn whose account it is, store the grant. Raises VideoConnectionInvalid when the
+    provider refuses."""
+    from coachgate.integrations.google import client as google
+    from coachgate.integrations.zoom import client as zoom
+    from coachgate.kit.config import conf
+
+    now = now or clock.now()
+    coach = coach_profile_of(actor)
+    cfg = conf()
+    try:
+        if provider == Provider.ZOOM:
+            oauth = zoom.ZoomOAuth(cfg.ZOOM_CLIENT_ID, cfg.ZOOM_CLIENT_SECRET,
+                                   oauth_base=cfg.ZOOM_OAUTH_URL)
+            tokens: Any = oauth.exchange_code(code, redirect_uri, now=now)
+            me = zoom.ZoomClient(tokens.access_token, api_base=cfg.ZOOM_API_URL).me()
+            plan = "basic" if me.get("type") == 1 else "licensed"
+            return store_grant(coach.pk, provider, tokens=tokens, scopes=tokens.scopes,
+                               needed=ZOOM_NEEDED, account_id=str(me.get("id", "")),
+                               account_email=str(me.get("email", "")), plan=plan, now=now)
+        g = google.GoogleOAuth(cfg.GOOGLE_CLIENT_ID, cfg.GOOGLE_CLIENT_SECRET,
+                               auth_base=cfg.GOOGLE_AUTH_URL, token_url=cfg.GOOGLE_TOKEN_URL)
+        tokens = g.exchange_code(code, redirect_uri, now=now)
+        who = g.userinfo(tokens.access_token)
+        return store_grant(coach.pk, provider, tokens=tokens, scopes=tokens.scopes,
+                           needed=GOOGLE_SCOPES, account_id=str(who.get("sub", "")),
+                           account_email=str(who.get("email", "")), now=now)
+    except (zoom.ActionRequired, google.ActionRequired) as exc:
+        raise VideoConnectionInvalid(f"The provider refused the connection: {exc}") from None
+    except (zoom.RetryLater, google.RetryLater):
+        raise VideoProviderBusy() from None
+
+
+ZOOM_NEEDED = frozenset({"meeting:write:meeting", "meeting:update:meeting",
+                         "meeting:delete:meeting", "meeting:read:meeting", "user:read:user"})

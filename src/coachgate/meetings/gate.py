@@ -36,8 +36,7 @@ from .models import ConnectionState, Meeting, MeetingState, Provider, VideoConne
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 #: Zoom's permission scopes coachgate needs (the delete scope is reported when missing).
-ZOOM_SCOPES = frozenset({"meeting:write:meeting", "meeting:update:meeting",
-                         "meeting:delete:meeting", "meeting:read:meeting", "user:read:user"})
+ZOOM_SCOPES = connections.ZOOM_NEEDED
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ SECTIONS = [  # (label, path): the dashboard's tabs, in order
     ("Offers", "/coach/offers/"),
     ("Sessions", "/coach/sessions/"),
     ("Earnings", "/coach/earnings/"),
+    ("Connections", "/coach/connections/"),
 ]
 
 

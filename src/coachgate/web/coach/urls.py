@@ -1,8 +1,8 @@
 from django.urls import URLPattern
 
-from . import availability, earnings, home, offers, profile, sessions
+from . import availability, connections, earnings, home, offers, profile, sessions
 
 urlpatterns: list[URLPattern] = [
     *home.urlpatterns, *profile.urlpatterns, *availability.urlpatterns, *offers.urlpatterns,
-    *sessions.urlpatterns, *earnings.urlpatterns,
+    *sessions.urlpatterns, *earnings.urlpatterns, *connections.urlpatterns,
 ]
