@@ -11,7 +11,6 @@ import pytest
 from coachgate.integrations.zoom.emulator import ZoomEmulator
 from coachgate.kit import clock
 from coachgate.meetings import connections as conns
-from coachgate.meetings import gate
 from coachgate.meetings.models import Provider, VideoConnection
 from coachgate.scheduling import services as scheduling
 from tests.factories import coach_profile, make_admin, make_coach, make_offer, make_student
@@ -42,7 +41,7 @@ def connect_zoom(emu: ZoomEmulator, coach, *,
 
     conn = conns.store_grant(coach_profile(coach).pk, Provider.ZOOM, tokens=Tokens(),
                              scopes=frozenset(answer["scope"].split()),
-                             needed=gate.ZOOM_SCOPES, account_id=user_id,
+                             needed=conns.ZOOM_NEEDED, account_id=user_id,
                              account_email=coach.email, plan=plan, now=clock.now())
     return user_id, conn
 

@@ -28,7 +28,10 @@ from django.db.models import F, Q
 from coachgate.accounts.models import User
 from coachgate.catalog.models import Offer, OfferStatus
 from coachgate.catalog.services import coach_profile_of
+from coachgate.integrations.google import client as google
+from coachgate.integrations.zoom import client as zoom
 from coachgate.kit import clock
+from coachgate.kit.config import conf
 from coachgate.kit.crypto import decrypt, encrypt
 from coachgate.kit.errors import (
     InvalidInput,
@@ -243,15 +246,10 @@ def connections_of(actor: User) -> list[VideoConnection]:
     return list(VideoConnection.objects.filter(coach=coach).order_by("provider"))
 
 
-#: The offers' deliveries each provider serves.
-DELIVERY_OF = {Provider.ZOOM: "zoom", Provider.GOOGLE_MEET: "google_meet",
-               Provider.JITSI: "jitsi"}
-
-
 def uses(coach_id: int, provider: str, *, now: datetime) -> dict[str, int]:
     """What depends on the coach's connection to ``provider``: published offers with its
-    delivery and sessions still to come that have a meeting there."""
-    delivery = DELIVERY_OF[Provider(provider)]
+    delivery (a provider's value is the delivery it serves) and sessions still to come."""
+    delivery = Provider(provider).value
     offers = Offer.objects.filter(coach_id=coach_id, delivery=delivery,
                                   status=OfferStatus.PUBLISHED).count()
     sessions = Session.objects.filter(coach_id=coach_id, offer__delivery=delivery,
@@ -281,16 +279,29 @@ def remove_connection(actor: User, provider: str, *, now: datetime | None = None
         conn.delete()
 
 
-# --- the OAuth connect flows (the coach's Connections page) ----------------------------------
+# --- the OAuth connect flows (the coach's Connections page) and refreshes --------------------
 
+#: Zoom's permission scopes coachgate needs (a missing one is reported when connecting).
+ZOOM_NEEDED = frozenset({"meeting:write:meeting", "meeting:update:meeting",
+                         "meeting:delete:meeting", "meeting:read:meeting", "user:read:user"})
 #: What coachgate asks Google for: who the account is, and Meet spaces it creates.
 GOOGLE_SCOPES = frozenset({"openid", "email",
                            "https://www.googleapis.com/auth/meetings.space.created"})
 
 
-def oauth_configured(provider: str) -> bool:
-    from coachgate.kit.config import conf
+def zoom_oauth() -> zoom.ZoomOAuth:
+    cfg = conf()
+    return zoom.ZoomOAuth(cfg.ZOOM_CLIENT_ID, cfg.ZOOM_CLIENT_SECRET,
+                          oauth_base=cfg.ZOOM_OAUTH_URL)
 
+
+def google_oauth() -> google.GoogleOAuth:
+    cfg = conf()
+    return google.GoogleOAuth(cfg.GOOGLE_CLIENT_ID, cfg.GOOGLE_CLIENT_SECRET,
+                              auth_base=cfg.GOOGLE_AUTH_URL, token_url=cfg.GOOGLE_TOKEN_URL)
+
+
+def oauth_configured(provider: str) -> bool:
     cfg = conf()
     if provider == Provider.ZOOM:
         return bool(cfg.ZOOM_CLIENT_ID and cfg.ZOOM_CLIENT_SECRET)
@@ -301,17 +312,26 @@ def oauth_configured(provider: str) -> bool:
 
 def authorize_url(provider: str, *, redirect_uri: str, state: str) -> str:
     """Where the coach's browser goes to grant coachgate access."""
-    from coachgate.integrations.google.client import GoogleOAuth
-    from coachgate.integrations.zoom.client import ZoomOAuth
-    from coachgate.kit.config import conf
-
-    cfg = conf()
     if provider == Provider.ZOOM:
-        return ZoomOAuth(cfg.ZOOM_CLIENT_ID, cfg.ZOOM_CLIENT_SECRET,
-                         oauth_base=cfg.ZOOM_OAUTH_URL).authorize_url(redirect_uri, state)
-    return GoogleOAuth(cfg.GOOGLE_CLIENT_ID, cfg.GOOGLE_CLIENT_SECRET,
-                       auth_base=cfg.GOOGLE_AUTH_URL, token_url=cfg.GOOGLE_TOKEN_URL
-                       ).authorize_url(redirect_uri, state, tuple(sorted(GOOGLE_SCOPES)))
+        with zoom_oauth() as z:
+            return z.authorize_url(redirect_uri, state)
+    with google_oauth() as g:
+        return g.authorize_url(redirect_uri, state, tuple(sorted(GOOGLE_SCOPES)))
+
+
+def refresher(provider: str) -> Refresh:
+    """``access_token``'s refresh for a provider: its OAuth refresh, with invalid_grant as
+    InvalidGrantError."""
+    def refresh(refresh_token: str) -> TokenSet:
+        try:
+            if provider == Provider.ZOOM:
+                with zoom_oauth() as z:
+                    return z.refresh(refresh_token, now=clock.now())
+            with google_oauth() as g:
+                return g.refresh(refresh_token, now=clock.now())
+        except (zoom.InvalidGrant, google.InvalidGrant):
+            raise InvalidGrantError() from None
+    return refresh
 
 
 def finish_oauth(actor: User, provider: str, *, code: str, redirect_uri: str,
@@ -319,27 +339,21 @@ def finish_oauth(actor: User, provider: str, *, code: str, redirect_uri: str,
     """The provider sent the coach back with a code: exchange it (outside any transaction),
     learn whose account it is, store the grant. Raises VideoConnectionInvalid when the
     provider refuses."""
-    from coachgate.integrations.google import client as google
-    from coachgate.integrations.zoom import client as zoom
-    from coachgate.kit.config import conf
-
     now = now or clock.now()
     coach = coach_profile_of(actor)
-    cfg = conf()
     try:
         if provider == Provider.ZOOM:
-            oauth = zoom.ZoomOAuth(cfg.ZOOM_CLIENT_ID, cfg.ZOOM_CLIENT_SECRET,
-                                   oauth_base=cfg.ZOOM_OAUTH_URL)
-            tokens: Any = oauth.exchange_code(code, redirect_uri, now=now)
-            me = zoom.ZoomClient(tokens.access_token, api_base=cfg.ZOOM_API_URL).me()
+            with zoom_oauth() as z:
+                tokens: Any = z.exchange_code(code, redirect_uri, now=now)
+            with zoom.ZoomClient(tokens.access_token, api_base=conf().ZOOM_API_URL) as api:
+                me = api.me()
             plan = "basic" if me.get("type") == 1 else "licensed"
             return store_grant(coach.pk, provider, tokens=tokens, scopes=tokens.scopes,
                                needed=ZOOM_NEEDED, account_id=str(me.get("id", "")),
                                account_email=str(me.get("email", "")), plan=plan, now=now)
-        g = google.GoogleOAuth(cfg.GOOGLE_CLIENT_ID, cfg.GOOGLE_CLIENT_SECRET,
-                               auth_base=cfg.GOOGLE_AUTH_URL, token_url=cfg.GOOGLE_TOKEN_URL)
-        tokens = g.exchange_code(code, redirect_uri, now=now)
-        who = g.userinfo(tokens.access_token)
+        with google_oauth() as g:
+            tokens = g.exchange_code(code, redirect_uri, now=now)
+            who = g.userinfo(tokens.access_token)
         return store_grant(coach.pk, provider, tokens=tokens, scopes=tokens.scopes,
                            needed=GOOGLE_SCOPES, account_id=str(who.get("sub", "")),
                            account_email=str(who.get("email", "")), now=now)
@@ -347,7 +361,3 @@ def finish_oauth(actor: User, provider: str, *, code: str, redirect_uri: str,
         raise VideoConnectionInvalid(f"The provider refused the connection: {exc}") from None
     except (zoom.RetryLater, google.RetryLater):
         raise VideoProviderBusy() from None
-
-
-ZOOM_NEEDED = frozenset({"meeting:write:meeting", "meeting:update:meeting",
-                         "meeting:delete:meeting", "meeting:read:meeting", "user:read:user"})

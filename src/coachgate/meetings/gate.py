@@ -18,9 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
-
-from django.db import transaction
+from typing import Any, Protocol, cast
 
 from coachgate.integrations.google import client as google
 from coachgate.integrations.zoom import client as zoom
@@ -35,10 +33,6 @@ from .models import ConnectionState, Meeting, MeetingState, Provider, VideoConne
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
-#: Zoom's permission scopes coachgate needs (the delete scope is reported when missing).
-ZOOM_SCOPES = connections.ZOOM_NEEDED
-
-
 @dataclass(frozen=True)
 class Made:
     external_id: str
@@ -69,6 +63,8 @@ class MeetingApi(Protocol):
     def create(self, *, topic: str, start: datetime, minutes: int, zone: str) -> Made: ...
     def update(self, external_id: str, *, start: datetime, minutes: int) -> None: ...
     def delete(self, external_id: str) -> None: ...
+    def start_url(self, external_id: str) -> str | None: ...
+    def close(self) -> None: ...
 
 
 def tag(session_id: int) -> str:
@@ -78,24 +74,40 @@ def tag(session_id: int) -> str:
 # --- providers ---------------------------------------------------------------------------
 
 
+@contextmanager
+def _sorted(errors: Any) -> Iterator[None]:
+    """A provider client's errors as the gate's: ``errors`` names the client's not found,
+    retry later, invalid grant, token rejected and action required classes, in that order."""
+    not_found, retry_later, invalid_grant, rejected, action = errors
+    try:
+        yield
+    except not_found as exc:
+        raise Gone(str(exc)) from exc
+    except retry_later as exc:
+        raise Later(str(exc), exc.retry_at) from exc
+    except invalid_grant as exc:
+        raise VideoConnectionInvalid() from exc
+    except rejected as exc:
+        raise Rejected(str(exc)) from exc
+    except action as exc:
+        raise MustAct(str(exc)) from exc
+
+
+_ZOOM_ERRORS = (zoom.ZoomNotFound, zoom.RetryLater, zoom.InvalidGrant, zoom.TokenRejected,
+                zoom.ActionRequired)
+_GOOGLE_ERRORS = (google.GoogleNotFound, google.RetryLater, google.InvalidGrant,
+                  google.Unauthenticated, google.ActionRequired)
+
+
 class ZoomApi:
     def __init__(self, token: str) -> None:
         self.client = zoom.ZoomClient(token, api_base=conf().ZOOM_API_URL)
 
-    @contextmanager
-    def _sorted(self) -> Iterator[None]:
-        try:
-            yield
-        except zoom.ZoomNotFound as exc:
-            raise Gone(str(exc)) from exc
-        except zoom.RetryLater as exc:
-            raise Later(str(exc), exc.retry_at) from exc
-        except zoom.InvalidGrant as exc:
-            raise VideoConnectionInvalid() from exc
-        except zoom.TokenRejected as exc:
-            raise Rejected(str(exc)) from exc
-        except zoom.ActionRequired as exc:
-            raise MustAct(str(exc)) from exc
+    def close(self) -> None:
+        self.client.close()
+
+    def _sorted(self) -> Any:
+        return _sorted(_ZOOM_ERRORS)
 
     def find(self, tag: str) -> list[Made]:
         with self._sorted():
@@ -130,20 +142,11 @@ class MeetApi:
     def __init__(self, token: str) -> None:
         self.client = google.MeetClient(token, api_base=conf().GOOGLE_MEET_API_URL)
 
-    @contextmanager
-    def _sorted(self) -> Iterator[None]:
-        try:
-            yield
-        except google.GoogleNotFound as exc:
-            raise Gone(str(exc)) from exc
-        except google.RetryLater as exc:
-            raise Later(str(exc), exc.retry_at) from exc
-        except google.InvalidGrant as exc:
-            raise VideoConnectionInvalid() from exc
-        except google.Unauthenticated as exc:
-            raise Rejected(str(exc)) from exc
-        except google.ActionRequired as exc:
-            raise MustAct(str(exc)) from exc
+    def close(self) -> None:
+        self.client.close()
+
+    def _sorted(self) -> Any:
+        return _sorted(_GOOGLE_ERRORS)
 
     def find(self, tag: str) -> list[Made]:
         return []  # Meet has no list of spaces (see the module's docstring)
@@ -161,61 +164,42 @@ class MeetApi:
         with self._sorted():
             self.client.close_space(external_id)
 
-
-def _zoom_refresh(refresh_token: str) -> connections.TokenSet:
-    cfg = conf()
-    oauth = zoom.ZoomOAuth(cfg.ZOOM_CLIENT_ID, cfg.ZOOM_CLIENT_SECRET,
-                           oauth_base=cfg.ZOOM_OAUTH_URL)
-    try:
-        return oauth.refresh(refresh_token, now=clock.now())
-    except zoom.InvalidGrant:
-        raise connections.InvalidGrantError() from None
-    finally:
-        oauth.close()
+    def start_url(self, external_id: str) -> str | None:
+        return None  # the host joins by the space's link
 
 
-def _google_refresh(refresh_token: str) -> connections.TokenSet:
-    cfg = conf()
-    oauth = google.GoogleOAuth(cfg.GOOGLE_CLIENT_ID, cfg.GOOGLE_CLIENT_SECRET,
-                               auth_base=cfg.GOOGLE_AUTH_URL, token_url=cfg.GOOGLE_TOKEN_URL)
-    try:
-        return oauth.refresh(refresh_token, now=clock.now())
-    except google.InvalidGrant:
-        raise connections.InvalidGrantError() from None
-    finally:
-        oauth.close()
-
-
-def api_for(conn: VideoConnection, *, now: datetime) -> ZoomApi | MeetApi:
+def api_for(conn: VideoConnection, *, now: datetime) -> MeetingApi:
+    """The provider's API as the connection's user (its token refreshed first if needed);
+    the caller closes it."""
+    token = connections.access_token(conn.pk, connections.refresher(conn.provider), now=now)
     if conn.provider == Provider.ZOOM:
-        return ZoomApi(connections.access_token(conn.pk, _zoom_refresh, now=now))
+        return ZoomApi(token)
     if conn.provider == Provider.GOOGLE_MEET:
-        return MeetApi(connections.access_token(conn.pk, _google_refresh, now=now))
+        return MeetApi(token)
     raise ValueError(f"{conn.provider} meetings are not made through an API")
 
 
 # --- rows ----------------------------------------------------------------------------------
 
-#: The deliveries whose sessions get a provider meeting (Jitsi needs none: its room is
-#: derived from the session, meetings.services.jitsi_room_name).
-PROVIDER_OF = {"zoom": Provider.ZOOM, "google_meet": Provider.GOOGLE_MEET}
+#: The deliveries (a provider's value is its delivery's) whose sessions get a provider
+#: meeting. Jitsi needs none: its room is derived from the session
+#: (meetings.services.jitsi_room_name).
+API_PROVIDERS = frozenset({Provider.ZOOM, Provider.GOOGLE_MEET})
 
 
 def create_row(session: Any, *, now: datetime) -> Meeting | None:
-    """The meeting row of a newly booked video session (in the booking's transaction),
-    due at once. None for deliveries without a provider meeting."""
-    provider = PROVIDER_OF.get(session.offer.delivery)
-    if provider is None:
+    """The meeting row of a newly booked video session (in the booking's transaction: a
+    new session has none yet), due at once; its first run finds the coach's connection.
+    None for deliveries without a provider meeting."""
+    if session.offer.delivery not in API_PROVIDERS:
         return None
-    conn = VideoConnection.objects.filter(coach_id=session.coach_id, provider=provider).first()
-    meeting, _ = Meeting.objects.get_or_create(session=session, defaults={
-        "provider": provider, "connection": conn, "created_at": now, "next_due_at": now})
-    return meeting
+    return Meeting.objects.create(session=session, provider=session.offer.delivery,
+                                  created_at=now, next_due_at=now)
 
 
-def mark_due(session_id: int, *, now: datetime) -> None:
-    """The session changed (moved, cancelled): its meeting is due now."""
-    Meeting.objects.filter(pk=session_id).update(next_due_at=now, attempts=0)
+def mark_due(session_id: int, *, now: datetime) -> bool:
+    """The session changed (moved, cancelled): its meeting, if it has one, is due now."""
+    return bool(Meeting.objects.filter(pk=session_id).update(next_due_at=now, attempts=0))
 
 
 # --- a run ---------------------------------------------------------------------------------
@@ -255,7 +239,10 @@ def converge(session_id: int, *, now: datetime | None = None, owner: str = "",
             raise VideoConnectionInvalid("The coach has no working connection to "
                                          f"{meeting.get_provider_display()}.")
         api = api_for(conn, now=now)
-        return _carry_out(meeting, session, api, want, conn, owner=owner, now=now)
+        try:
+            return _carry_out(meeting, session, api, want, conn, owner=owner, now=now)
+        finally:
+            api.close()
     except Later as exc:
         return _later(meeting, owner, now, str(exc), exc.retry_at)
     except Rejected as exc:  # the next run refreshes the token first
@@ -285,39 +272,39 @@ def _later(meeting: Meeting, owner: str, now: datetime, why: str,
     return "waiting"
 
 
-def _carry_out(meeting: Meeting, session: Any, api: ZoomApi | MeetApi, want: rules.Wanted,
+def _carry_out(meeting: Meeting, session: Any, api: MeetingApi, want: rules.Wanted,
                conn: VideoConnection, *, owner: str, now: datetime) -> str:
-    minutes = int((session.ends_at - session.starts_at).total_seconds() // 60)
     if want.action == "delete":
         with suppress(Gone):  # deleted already: done
             api.delete(meeting.external_id)
         due.release(Meeting, meeting.pk, owner=owner, state=MeetingState.DELETED,
                     next_due_at=None, attempts=0, last_error="")
         return "deleted"
+    start, minutes = cast(datetime, want.start), cast(int, want.minutes)  # create or update
     if want.action == "update":
         try:
-            api.update(meeting.external_id, start=session.starts_at, minutes=minutes)
+            api.update(meeting.external_id, start=start, minutes=minutes)
         except Gone:  # deleted at the provider: make it again (below)
-            want = rules.Wanted("create", session.starts_at, minutes)
+            pass
         else:
-            due.release(Meeting, meeting.pk, owner=owner, synced_start=session.starts_at,
+            due.release(Meeting, meeting.pk, owner=owner, synced_start=start,
                         synced_minutes=minutes, next_due_at=None, attempts=0, last_error="")
             return "updated"
     found = api.find(tag(session.pk))
     done = "adopted" if found else "created"
     made = found[0] if found else api.create(
-        topic=f"{session.offer.title[:150]} · {tag(session.pk)}", start=session.starts_at,
+        topic=f"{session.offer.title[:150]} · {tag(session.pk)}", start=start,
         minutes=minutes, zone=session.coach.timezone)
     for extra in found[1:]:  # duplicates from earlier crashes: one meeting per session
         with suppress(Gone):
             api.delete(extra.external_id)
-    with transaction.atomic():
-        due.release(Meeting, meeting.pk, owner=owner, state=MeetingState.LIVE,
-                    connection=conn, external_id=made.external_id,
-                    join_url=encrypt(made.join_url), password=encrypt(made.password),
-                    synced_start=None if found else session.starts_at,
-                    synced_minutes=None if found else minutes,
-                    next_due_at=now if found else None, attempts=0, last_error="")
+    # An adopted meeting's time is not known: due again, so one update makes sure of it.
+    due.release(Meeting, meeting.pk, owner=owner, state=MeetingState.LIVE,
+                connection=conn, external_id=made.external_id,
+                join_url=encrypt(made.join_url), password=encrypt(made.password),
+                synced_start=None if found else start,
+                synced_minutes=None if found else minutes,
+                next_due_at=now if found else None, attempts=0, last_error="")
     return done
 
 
@@ -327,13 +314,17 @@ def join_url(meeting: Meeting) -> str:
 
 def host_url(meeting: Meeting, *, now: datetime) -> str:
     """Where the coach joins: Zoom's start_url fetched fresh (it expires), else the link."""
-    if meeting.provider == Provider.ZOOM and meeting.connection is not None:
+    if meeting.connection is not None and meeting.provider == Provider.ZOOM:
         api = api_for(meeting.connection, now=now)
-        if isinstance(api, ZoomApi):
-            try:
-                return api.start_url(meeting.external_id)
-            except (Later, MustAct, Gone):
-                log.warning("no fresh start_url for session %s", meeting.pk)
+        try:
+            fresh = api.start_url(meeting.external_id)
+        except (Later, MustAct, Gone, Rejected):
+            log.warning("no fresh start_url for session %s", meeting.pk)
+            fresh = None
+        finally:
+            api.close()
+        if fresh:
+            return fresh
     return join_url(meeting)
 
 

@@ -31,10 +31,10 @@ def check_booking(sender: Any, *, student: User, offer: Offer, start: datetime,
                   end: datetime, now: datetime, **kwargs: Any) -> None:
     """Zoom and Google Meet offers are booked only while the coach's connection works: a
     clear 409, never a session without its meeting or with another provider's link."""
-    from .gate import PROVIDER_OF
+    from .gate import API_PROVIDERS
 
-    provider = PROVIDER_OF.get(offer.delivery)
-    if provider is None:
+    provider = offer.delivery
+    if provider not in API_PROVIDERS:
         return
     state = (VideoConnection.objects.filter(coach_id=offer.coach_id, provider=provider)
              .values_list("state", flat=True).first())
@@ -62,10 +62,8 @@ def on_session_changed(sender: Any, *, kind: SessionEventKind, session_id: int,
     if kind not in MOVES:
         return
     from .gate import mark_due
-    from .models import Meeting
     from .tasks import run_due
 
     now = clock.now()
-    if Meeting.objects.filter(pk=session_id).exists():
-        mark_due(session_id, now=now)
+    if mark_due(session_id, now=now):
         due.wake(run_due, now)

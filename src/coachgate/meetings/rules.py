@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from coachgate.access.rules import GateKind, gate_at, timeline
+from coachgate.access.rules import Gate, GateKind, gate_at, timeline
 from coachgate.catalog.rules import AccessPolicy
 
 #: A free (basic) Zoom host's meetings end after 40 minutes.
@@ -57,7 +57,11 @@ def join_window(starts_at: datetime, ends_at: datetime, policy: AccessPolicy) ->
     """The same window access computes for the session (its join-window and revoke gates):
     from ``join_window_before_s`` before the start (5 minutes by default) until access
     closes ``revoke_after_s`` after the end."""
-    gates = timeline(starts_at, ends_at, policy)
+    return window_of(timeline(starts_at, ends_at, policy))
+
+
+def window_of(gates: list[Gate]) -> JoinWindow:
+    """The join window of a session's gate timeline (access.rules.timeline)."""
     return JoinWindow(gate_at(gates, GateKind.JOIN_WINDOW), gate_at(gates, GateKind.REVOKE))
 
 

@@ -27,7 +27,6 @@ import jwt
 from django.conf import settings
 
 from coachgate.access import services as access
-from coachgate.access.rules import GateKind, gate_at
 from coachgate.accounts.models import User
 from coachgate.catalog.models import Delivery
 from coachgate.kit import clock
@@ -69,18 +68,17 @@ def join(actor: User, session_id: int, *, now: datetime | None = None) -> Join:
     booked = session.bookings.filter(student=actor, status=BookingStatus.ACTIVE).exists()
     if not (is_coach or booked or actor.is_admin):
         raise NotFound("No such session.")
-    gates = access.readable_gates(session)
-    window = JoinWindow(gate_at(gates, GateKind.JOIN_WINDOW), gate_at(gates, GateKind.REVOKE))
+    window = rules.window_of(access.readable_gates(session))
     state = window.state(live=session.status in LIVE, now=now)
     delivery = session.offer.delivery
     if state != JoinState.OPEN:
         return Join(session, state, window, None, delivery)
-    url, message = _provider_link(session, actor, window, moderator=is_coach)
+    url, message = _provider_link(session, actor, window, moderator=is_coach, now=now)
     return Join(session, state, window, url, delivery, message)
 
 
 def _provider_link(session: Session, actor: User, window: JoinWindow, *,
-                   moderator: bool) -> tuple[str | None, str]:
+                   moderator: bool, now: datetime) -> tuple[str | None, str]:
     delivery = session.offer.delivery
     if delivery == Delivery.DISCORD_VOICE:
         row = access.access_row(session)
@@ -96,7 +94,7 @@ def _provider_link(session: Session, actor: User, window: JoinWindow, *,
     if meeting is None or meeting.state != MeetingState.LIVE:
         return None, "The video meeting is being prepared: try again shortly."
     if moderator:
-        return gate.host_url(meeting, now=clock.now()), ""
+        return gate.host_url(meeting, now=now), ""
     return gate.join_url(meeting), ""
 
 

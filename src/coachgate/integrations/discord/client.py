@@ -37,6 +37,9 @@ from urllib.parse import quote
 
 import httpx
 
+from coachgate.integrations.calls import CallRecord as CallRecord  # callers import it here
+from coachgate.integrations.calls import report_call
+
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -128,18 +131,6 @@ class DiscordNotFound(ActionRequired):
 
 
 # --- Call records -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One HTTP attempt: ``status`` is 0 when no answer came (timeout, connection error);
-    ``at`` is time.time() when the attempt started; ``route`` is templated."""
-
-    method: str
-    route: str
-    status: int
-    duration_s: float
-    at: float
 
 
 @dataclass(slots=True)
@@ -469,14 +460,7 @@ class DiscordClient:
                              route=template) from exc
 
     def _report(self, method: str, route: str, status: int, started: float, at: float) -> None:
-        if self.on_call is None:
-            return
-        record = CallRecord(method=method, route=route, status=status,
-                            duration_s=time.monotonic() - started, at=at)
-        try:
-            self.on_call(record)
-        except Exception:  # a broken metrics hook must not fail the Discord call
-            log.exception("discord: on_call hook failed")
+        report_call(self.on_call, log, "discord", method, route, status, started, at)
 
     def _wait_for_capacity(self, method: str, route: str, route_key: str) -> None:
         """Block until the global limit and the route's bucket allow a request (reserving

@@ -51,6 +51,9 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from coachgate.integrations.calls import CallRecord as CallRecord  # callers import it here
+from coachgate.integrations.calls import report_call
+
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -158,18 +161,6 @@ class InvalidGrant(ActionRequired):
 
 
 # --- Records --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """One HTTP attempt: ``status`` is 0 when no answer came (timeout, connection error);
-    ``at`` is time.time() when the attempt started; ``route`` is templated."""
-
-    method: str
-    route: str
-    status: int
-    duration_s: float
-    at: float
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -331,14 +322,7 @@ class _Transport:
                              route=route) from exc
 
     def _report(self, method: str, route: str, status: int, started: float, at: float) -> None:
-        if self.on_call is None:
-            return
-        record = CallRecord(method=method, route=route, status=status,
-                            duration_s=time.monotonic() - started, at=at)
-        try:
-            self.on_call(record)
-        except Exception:  # a broken metrics hook must not fail the Google call
-            log.exception("%s: on_call hook failed", self._name)
+        report_call(self.on_call, log, self._name, method, route, status, started, at)
 
 
 # --- OAuth ----------------------------------------------------------------------------
